@@ -1,0 +1,35 @@
+// Token-id HDF5 files: read and write the 2-D integer dataset `input_ids` [N, T] and its string
+// attributes (provenance: tokenizer, source, seed, vocab_size, ...).
+//
+// Every HDF5 failure (missing file, not HDF5, truncated, missing dataset, wrong rank or dtype) is
+// turned into a one-line spin::Error naming the file and the dataset; HDF5's own error-stack
+// printing to stderr is switched off.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace spin::data {
+
+// The dataset name every token file uses.
+inline const std::string kTokenDataset = "input_ids";
+
+// Reads dataset `dataset` of the HDF5 file `path`: any integer dtype (int32 and int64 in
+// practice), rank 2, non-empty. Returns int64 [N, T] on CPU. Float ids are rejected.
+torch::Tensor read_token_ids(const std::string& path, const std::string& dataset = kTokenDataset);
+
+// Writes `ids` (integer tensor [N, T], N, T > 0, every value in int32 range) as dataset
+// `input_ids` (int32, little endian) of a new HDF5 file `path`, with `attributes` attached to the
+// dataset as variable-length UTF-8 strings. Atomic: written to "<path>.tmp.<pid>", fsync'ed and
+// renamed over `path`; on failure the temporary is removed and `path` is untouched.
+void write_token_ids(const std::string& path, const torch::Tensor& ids,
+                     const std::map<std::string, std::string>& attributes);
+
+// The attributes of dataset `input_ids` of `path`. String attributes are returned as stored;
+// numeric ones (as h5py writes them) are formatted as decimal text, arrays joined with ','.
+std::map<std::string, std::string> read_attributes(const std::string& path);
+
+}  // namespace spin::data

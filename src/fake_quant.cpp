@@ -1,0 +1,54 @@
+#include "src/fake_quant.h"
+
+#include <cmath>
+
+#include "src/check.h"
+
+namespace spin {
+
+std::string QuantSpec::describe() const {
+  if (!enabled()) return "off";
+  return cat(bits, "-bit ", asym ? "asym" : "sym", groupsize > 0 ? cat(" g", groupsize) : std::string(" per-row"),
+             clip != 1.0 ? cat(" clip ", clip) : std::string());
+}
+
+namespace {
+
+// RTN quantize-dequantize of x [..., n] in groups of g along the last dimension (no autograd).
+torch::Tensor dequantized(const torch::Tensor& x, const QuantSpec& spec, int64_t g) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = x.size(-1);
+  // [..., n] -> [rows, groups, g]; statistics in float32 even for bf16 inputs.
+  torch::Tensor xg = x.to(torch::kFloat32).reshape({-1, n / g, g});
+  torch::Tensor deq;
+  if (spec.asym) {
+    const double qmax = std::pow(2.0, spec.bits) - 1;
+    torch::Tensor lo = xg.amin(-1, true).clamp_max(0) * spec.clip;
+    torch::Tensor hi = xg.amax(-1, true).clamp_min(0) * spec.clip;
+    torch::Tensor scale = ((hi - lo) / qmax).clamp_min(1e-8);
+    torch::Tensor zero = torch::round(-lo / scale);
+    deq = (torch::clamp(torch::round(xg / scale) + zero, 0, qmax) - zero) * scale;
+  } else {
+    const double qmax = std::pow(2.0, spec.bits - 1) - 1;
+    torch::Tensor scale = (xg.abs().amax(-1, true) * spec.clip / qmax).clamp_min(1e-8);
+    deq = torch::clamp(torch::round(xg / scale), -qmax - 1, qmax) * scale;
+  }
+  return deq.reshape(x.sizes()).to(x.scalar_type());
+}
+
+}  // namespace
+
+torch::Tensor fake_quant(const torch::Tensor& x, const QuantSpec& spec) {
+  if (!spec.enabled()) return x;
+  SPIN_CHECK(spec.bits >= (spec.asym ? 1 : 2), "quantization: ", spec.asym ? "asymmetric" : "symmetric",
+             " needs at least ", spec.asym ? 1 : 2, " bits, got ", spec.bits);
+  SPIN_CHECK(spec.clip > 0 && spec.clip <= 1, "quantization: clip ratio must be in (0, 1], got ", spec.clip);
+  const int64_t n = x.size(-1);
+  const int64_t g = spec.groupsize > 0 && spec.groupsize < n ? spec.groupsize : n;
+  SPIN_CHECK(n % g == 0, "quantization: groupsize ", g, " does not divide the dimension ", n);
+  torch::Tensor deq = dequantized(x.detach(), spec, g);
+  // Straight-through: the value of deq, the gradient of x.
+  return x.requires_grad() ? x + (deq - x.detach()) : deq;
+}
+
+}  // namespace spin

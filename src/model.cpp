@@ -1,0 +1,119 @@
+#include "src/model.h"
+
+#include <cmath>
+
+#include "src/check.h"
+#include "src/hadamard.h"
+
+namespace spin {
+namespace {
+
+namespace F = torch::nn::functional;
+
+// Reductions (norm statistics, softmax) run in at least float32.
+torch::Tensor upcast(const torch::Tensor& x) {
+  return x.scalar_type() == torch::kFloat64 ? x : x.to(torch::kFloat32);
+}
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  torch::Tensor xf = upcast(x);
+  torch::Tensor y = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps);
+  return (y.to(x.scalar_type())) * weight;
+}
+
+torch::Tensor dense(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {}) {
+  return torch::nn::functional::linear(x, w, b);
+}
+
+// Inverse RoPE frequencies [head_dim / 2], with HF's rope_scaling rules.
+torch::Tensor inv_frequencies(const ModelConfig& c) {
+  const int64_t half = c.head_dim / 2;
+  torch::Tensor inv = 1.0 / torch::pow(c.rope_theta, torch::arange(0, half, torch::kFloat64) * 2.0 / c.head_dim);
+  const RopeScaling& rs = c.rope_scaling;
+  if (rs.type == "linear") return inv / rs.factor;
+  if (rs.type == "llama3") {
+    const double low_wavelen = rs.original_max_position_embeddings / rs.low_freq_factor;
+    const double high_wavelen = rs.original_max_position_embeddings / rs.high_freq_factor;
+    torch::Tensor wavelen = 2 * M_PI / inv;
+    torch::Tensor scaled = torch::where(wavelen > low_wavelen, inv / rs.factor, inv);
+    torch::Tensor smooth = (rs.original_max_position_embeddings / wavelen - rs.low_freq_factor) /
+                           (rs.high_freq_factor - rs.low_freq_factor);
+    torch::Tensor mid = (1 - smooth) * scaled / rs.factor + smooth * scaled;
+    torch::Tensor is_mid = (wavelen >= high_wavelen) & (wavelen <= low_wavelen);
+    return torch::where(is_mid, mid, scaled);
+  }
+  return inv;
+}
+
+// x [B, heads, T, head_dim] with the HF rotate_half convention; cos/sin [T, head_dim].
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  torch::Tensor rotated = torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+  return x * cos + rotated * sin;
+}
+
+torch::Tensor attention(const ModelConfig& c, const LayerWeights& L, const torch::Tensor& x,
+                        const torch::Tensor& cos, const torch::Tensor& sin, const torch::Tensor& mask,
+                        const ForwardOptions& opt) {
+  const int64_t B = x.size(0), T = x.size(1), nh = c.num_attention_heads, nkv = c.num_key_value_heads,
+                hd = c.head_dim;
+  torch::Tensor xq = fake_quant(x, opt.act);
+  // [B, T, heads * hd] -> [B, heads, T, hd]
+  torch::Tensor q = dense(xq, L.q_proj, L.q_bias).view({B, T, nh, hd}).transpose(1, 2);
+  torch::Tensor k = dense(xq, L.k_proj, L.k_bias).view({B, T, nkv, hd}).transpose(1, 2);
+  torch::Tensor v = dense(xq, L.v_proj, L.v_bias).view({B, T, nkv, hd}).transpose(1, 2);
+  if (c.qk_norm) {
+    q = rms_norm(q, L.q_norm, c.rms_norm_eps);
+    k = rms_norm(k, L.k_norm, c.rms_norm_eps);
+  }
+  q = apply_rope(q, cos, sin);
+  k = apply_rope(k, cos, sin);
+  if (opt.r3) {
+    q = apply_hadamard(q);
+    k = apply_hadamard(k);
+  }
+  k = fake_quant(k, opt.key);
+  v = fake_quant(v, opt.value);
+  const int64_t rep = nh / nkv;  // GQA: each KV head serves `rep` query heads
+  k = k.unsqueeze(2).expand({B, nkv, rep, T, hd}).reshape({B, nh, T, hd});
+  v = v.unsqueeze(2).expand({B, nkv, rep, T, hd}).reshape({B, nh, T, hd});
+  torch::Tensor scores = upcast(torch::matmul(q, k.transpose(-2, -1))) / std::sqrt(double(hd));
+  torch::Tensor probs = torch::softmax(scores.masked_fill(mask, -INFINITY), -1).to(v.scalar_type());
+  torch::Tensor out = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, nh * hd});
+  return dense(fake_quant(out, opt.act), L.o_proj);
+}
+
+torch::Tensor mlp(const LayerWeights& L, const torch::Tensor& x, const ForwardOptions& opt) {
+  torch::Tensor xq = fake_quant(x, opt.act);
+  torch::Tensor h = torch::silu(dense(xq, L.gate_proj)) * dense(xq, L.up_proj);
+  if (opt.r4) h = apply_hadamard(h);
+  return dense(fake_quant(h, opt.act), L.down_proj);
+}
+
+}  // namespace
+
+torch::Tensor forward_hidden(const ModelConfig& c, const ModelWeights& w, const torch::Tensor& ids,
+                             const ForwardOptions& opt) {
+  SPIN_CHECK(ids.dim() == 2, "forward: token ids must be [batch, seq], got ", ids.sizes());
+  const int64_t T = ids.size(1);
+  const auto dtype = w.embed_tokens.scalar_type();
+  const auto device = w.embed_tokens.device();
+  torch::Tensor pos = torch::arange(T, torch::TensorOptions().dtype(torch::kFloat64));
+  torch::Tensor freqs = torch::outer(pos, inv_frequencies(c));  // [T, hd/2]
+  torch::Tensor emb = torch::cat({freqs, freqs}, -1);           // [T, hd]
+  torch::Tensor cos = emb.cos().to(device, dtype), sin = emb.sin().to(device, dtype);
+  torch::Tensor mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(device)).triu(1);
+
+  torch::Tensor x = F::embedding(ids.to(device), w.embed_tokens);
+  for (const LayerWeights& L : w.layers) {
+    x = x + attention(c, L, rms_norm(x, L.input_layernorm, c.rms_norm_eps), cos, sin, mask, opt);
+    x = x + mlp(L, rms_norm(x, L.post_attention_layernorm, c.rms_norm_eps), opt);
+  }
+  return rms_norm(x, w.norm, c.rms_norm_eps);
+}
+
+torch::Tensor lm_logits(const ModelWeights& w, const torch::Tensor& hidden) {
+  return upcast(dense(hidden, w.lm_head));
+}
+
+}  // namespace spin

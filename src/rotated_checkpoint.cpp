@@ -1,0 +1,148 @@
+#include "src/rotated_checkpoint.h"
+
+#include <sstream>
+
+#include "src/check.h"
+#include "src/rotation_init.h"
+#include "src/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace spin {
+namespace {
+
+const char* kRotationsFile = "rotations.safetensors";
+
+std::string r2_name(int64_t layer) { return cat("layers.", layer, ".R2"); }
+
+double orthogonality_error(const torch::Tensor& r) {
+  torch::Tensor r64 = r.to(torch::kFloat64);
+  return (r64.t().matmul(r64) - torch::eye(r.size(0), torch::kFloat64)).abs().max().item<double>();
+}
+
+void check_rotation(const SafetensorsFile& file, const std::string& name, int64_t n) {
+  SPIN_CHECK(file.contains(name), file.path(), ": tensor '", name, "' is missing");
+  torch::Tensor r = file.get(name);
+  SPIN_CHECK(r.sizes() == torch::IntArrayRef({n, n}), file.path(), ": tensor '", name, "' has shape ", r.sizes(),
+             " but the model needs [", n, ", ", n, "]");
+  SPIN_CHECK(r.is_floating_point(), file.path(), ": tensor '", name, "' is not floating point");
+  const double err = orthogonality_error(r);
+  SPIN_CHECK(err < 1e-6, file.path(), ": tensor '", name, "' is not orthogonal (max |R^T R - I| = ", err, ")");
+}
+
+}  // namespace
+
+RotationConfig RotationConfig::parse_list(const std::string& list, const std::string& where) {
+  RotationConfig rc;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item == "r1") rc.r1 = true;
+    else if (item == "r2") rc.r2 = true;
+    else if (item == "r3") rc.r3 = true;
+    else if (item == "r4") rc.r4 = true;
+    else if (!item.empty()) fail(where, ": unknown rotation '", item, "' (choose from r1, r2, r3, r4)");
+  }
+  return rc;
+}
+
+Rotations init_rotations(const ModelConfig& c, const RotationConfig& rc) {
+  Rotations r;
+  const RotationInit init = parse_rotation_init(rc.init);
+  if (rc.r1) r.r1 = make_rotation(init, c.hidden_size, rc.seed);
+  if (rc.r2)
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i) r.r2.push_back(make_rotation(init, c.head_dim, rc.seed + 1 + i));
+  return r;
+}
+
+ModelWeights rotation_base(const ModelConfig& c, const ModelWeights& weights, const RotationConfig& rc) {
+  ModelWeights base = fold_norms(c, weights);
+  return rc.r4 ? fuse_r4(c, base) : base;
+}
+
+void export_rotated(const fs::path& out, const Checkpoint& source, const ModelWeights& fused,
+                    const RotationConfig& rc, const Rotations& rotations, const nlohmann::json& extra_section) {
+  const ModelConfig& c = source.config;
+  nlohmann::json cfg = c.json;
+  cfg["tie_word_embeddings"] = false;
+  nlohmann::json fused_list = nlohmann::json::array(), online = nlohmann::json::array();
+  if (rc.r1) fused_list.push_back("r1");
+  if (rc.r2) fused_list.push_back("r2");
+  if (rc.r4) fused_list.push_back("r4-weight");
+  if (rc.r3) online.push_back({{"name", "r3"}, {"size", c.head_dim}, {"apply_to", "q,k after RoPE"}});
+  if (rc.r4) online.push_back({{"name", "r4"}, {"size", c.intermediate_size}, {"apply_to", "down_proj input"}});
+  nlohmann::json section = {{"format", "spintrain-rotation/1"},
+                            {"fused", fused_list},
+                            {"online_hadamard", online},
+                            {"init", rc.init},
+                            {"seed", rc.seed},
+                            {"learned", rc.learned},
+                            {"norms_folded", true},
+                            {"convention", "activations x·R; consumers W·R; producers Rᵀ·W"},
+                            {"rotations_file", kRotationsFile}};
+  if (extra_section.is_object()) section.update(extra_section);
+  cfg["rotation"] = section;
+
+  SaveOptions opt;
+  opt.config_json = cfg;
+  opt.dtype = source.dtype;
+  opt.shard_of = source.shard_of;
+  opt.copy_from = source.dir;
+  opt.extra = [&](const fs::path& tmp) {
+    std::vector<std::pair<std::string, torch::Tensor>> mats;
+    if (rotations.r1.defined()) mats.emplace_back("R1", rotations.r1.to(torch::kFloat64));
+    for (size_t i = 0; i < rotations.r2.size(); ++i) mats.emplace_back(r2_name(i), rotations.r2[i].to(torch::kFloat64));
+    save_safetensors((tmp / kRotationsFile).string(), mats, {{"format", "spintrain-rotations/1"}});
+  };
+  save_checkpoint(out, c, fused, opt);
+}
+
+ForwardOptions LoadedModel::online() const {
+  ForwardOptions o;
+  o.r3 = rotation.r3;
+  o.r4 = rotation.r4;
+  return o;
+}
+
+LoadedModel load_model(const fs::path& dir) {
+  LoadedModel m{load_checkpoint(dir), {}};
+  const auto& j = m.checkpoint.config.json;
+  if (!j.contains("rotation")) return m;
+  const std::string where = (dir / "config.json").string() + ": rotation";
+  const auto& s = j["rotation"];
+  SPIN_CHECK(s.is_object(), where, " must be an object");
+  SPIN_CHECK(s.value("format", std::string()) == "spintrain-rotation/1", where, ".format must be \"spintrain-rotation/1\"");
+  const ModelConfig& c = m.checkpoint.config;
+  for (const auto& h : s.value("online_hadamard", nlohmann::json::array())) {
+    const std::string name = h.value("name", std::string());
+    const int64_t size = h.value("size", int64_t(0));
+    if (name == "r3") {
+      SPIN_CHECK(size == c.head_dim, where, ".online_hadamard r3 has size ", size, " but head_dim is ", c.head_dim);
+      m.rotation.r3 = true;
+    } else if (name == "r4") {
+      SPIN_CHECK(size == c.intermediate_size, where, ".online_hadamard r4 has size ", size,
+                 " but intermediate_size is ", c.intermediate_size);
+      m.rotation.r4 = true;
+    } else {
+      fail(where, ".online_hadamard: unknown entry '", name, "'");
+    }
+  }
+  for (const auto& f : s.value("fused", nlohmann::json::array())) {
+    if (f == "r1") m.rotation.r1 = true;
+    if (f == "r2") m.rotation.r2 = true;
+  }
+  m.rotation.init = s.value("init", std::string());
+  m.rotation.seed = s.value("seed", uint64_t(0));
+  m.rotation.learned = s.value("learned", false);
+  if (m.rotation.r1 || m.rotation.r2) {
+    const fs::path rot_path = dir / s.value("rotations_file", std::string(kRotationsFile));
+    SPIN_CHECK(fs::exists(rot_path), rot_path.string(), ": rotations file named in config.json is missing");
+    SafetensorsFile file(rot_path.string());
+    if (m.rotation.r1) check_rotation(file, "R1", c.hidden_size);
+    if (m.rotation.r2)
+      for (int64_t i = 0; i < c.num_hidden_layers; ++i) check_rotation(file, r2_name(i), c.head_dim);
+  }
+  return m;
+}
+
+}  // namespace spin

@@ -1,0 +1,51 @@
+// Rotated checkpoints: a plain HF checkpoint with R1/R2 (and R4's weight half) fused in, plus
+//   config.json "rotation": {
+//       "format": "spintrain-rotation/1", "fused": ["r1", "r2"], "init": "random-hadamard", "seed": 0,
+//       "learned": false, "norms_folded": true, "rotations_file": "rotations.safetensors",
+//       "online_hadamard": [ {"name": "r3", "size": head_dim, "apply_to": "q,k after RoPE"},
+//                            {"name": "r4", "size": intermediate_size, "apply_to": "down_proj input"} ] }
+//   rotations.safetensors: "R1" [hidden, hidden] and "layers.<i>.R2" [head_dim, head_dim], float64.
+// A runtime that ignores the section still computes the float model exactly when no online Hadamard is
+// listed; with r3/r4 listed it must apply x·H (H = hadamard_matrix(size), see src/hadamard.h) there.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "src/checkpoint.h"
+#include "src/model.h"
+#include "src/rotation.h"
+
+namespace spin {
+
+struct RotationConfig {
+  bool r1 = false, r2 = false, r3 = false, r4 = false;
+  std::string init = "random-hadamard";
+  uint64_t seed = 0;
+  bool learned = false;
+
+  // "r1,r2,r3,r4" subsets; unknown names throw.
+  static RotationConfig parse_list(const std::string& list, const std::string& where);
+  bool any() const { return r1 || r2 || r3 || r4; }
+};
+
+// The initial rotations for `rc` (float64): R1 with `seed`, layer i's R2 with seed + 1 + i.
+Rotations init_rotations(const ModelConfig& config, const RotationConfig& rc);
+
+// fold_norms -> fuse_r4 (if r4) : the float64 weights that R1/R2 are applied to.
+ModelWeights rotation_base(const ModelConfig& config, const ModelWeights& weights, const RotationConfig& rc);
+
+// Writes the rotated checkpoint (weights in source.dtype, sharded like the source) atomically.
+void export_rotated(const std::filesystem::path& out, const Checkpoint& source, const ModelWeights& fused,
+                    const RotationConfig& rc, const Rotations& rotations, const nlohmann::json& extra_section = {});
+
+// A loaded model with its online rotations: reads the `rotation` section (if any) and validates
+// rotations.safetensors against the model (shapes, orthogonality to 1e-6).
+struct LoadedModel {
+  Checkpoint checkpoint;
+  RotationConfig rotation;  // all false for an ordinary checkpoint
+  ForwardOptions online() const;  // r3/r4 set from the rotation section, no quantization
+};
+LoadedModel load_model(const std::filesystem::path& dir);
+
+}  // namespace spin

@@ -1,0 +1,64 @@
+#include "src/rotation.h"
+
+#include "src/check.h"
+#include "src/hadamard.h"
+
+namespace spin {
+
+ModelWeights fold_norms(const ModelConfig& config, const ModelWeights& weights) {
+  ModelWeights w = map_weights(config, weights, [](const torch::Tensor& t) { return t.to(torch::kFloat64).clone(); });
+  w.lm_head = w.lm_head.clone();  // untie: R1 must reach embed_tokens and lm_head separately
+  for (LayerWeights& L : w.layers) {
+    // W·diag(g): scale each input column by the norm weight g [hidden].
+    for (torch::Tensor* t : {&L.q_proj, &L.k_proj, &L.v_proj}) *t = *t * L.input_layernorm;
+    for (torch::Tensor* t : {&L.gate_proj, &L.up_proj}) *t = *t * L.post_attention_layernorm;
+    L.input_layernorm = torch::ones_like(L.input_layernorm);
+    L.post_attention_layernorm = torch::ones_like(L.post_attention_layernorm);
+  }
+  w.lm_head = w.lm_head * w.norm;
+  w.norm = torch::ones_like(w.norm);
+  return w;
+}
+
+ModelWeights fuse_r4(const ModelConfig& config, const ModelWeights& weights) {
+  ModelWeights w = weights;
+  for (LayerWeights& L : w.layers) L.down_proj = apply_hadamard(L.down_proj);  // rows · H
+  return w;
+}
+
+ModelWeights rotate_weights(const ModelConfig& c, const ModelWeights& base, const Rotations& rot) {
+  ModelWeights w = base;
+  const auto dtype = base.embed_tokens.scalar_type();
+  if (rot.r1.defined()) {
+    SPIN_CHECK(rot.r1.sizes() == torch::IntArrayRef({c.hidden_size, c.hidden_size}), "R1 has shape ",
+               rot.r1.sizes(), " but hidden_size is ", c.hidden_size);
+    const torch::Tensor r1 = rot.r1.to(dtype);
+    const torch::Tensor r1t = r1.t();
+    w.embed_tokens = w.embed_tokens.matmul(r1);
+    w.lm_head = w.lm_head.matmul(r1);
+    for (LayerWeights& L : w.layers) {
+      for (torch::Tensor* t : {&L.q_proj, &L.k_proj, &L.v_proj, &L.gate_proj, &L.up_proj}) *t = t->matmul(r1);
+      L.o_proj = r1t.matmul(L.o_proj);
+      L.down_proj = r1t.matmul(L.down_proj);
+    }
+  }
+  if (!rot.r2.empty()) {
+    SPIN_CHECK(int64_t(rot.r2.size()) == c.num_hidden_layers, "R2: ", rot.r2.size(), " matrices for ",
+               c.num_hidden_layers, " layers");
+    const int64_t hd = c.head_dim, nkv = c.num_key_value_heads, nh = c.num_attention_heads, H = c.hidden_size;
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+      SPIN_CHECK(rot.r2[i].sizes() == torch::IntArrayRef({hd, hd}), "R2 of layer ", i, " has shape ",
+                 rot.r2[i].sizes(), " but head_dim is ", hd);
+      const torch::Tensor r2 = rot.r2[i].to(dtype);
+      LayerWeights& L = w.layers[i];
+      // v_proj [nkv·hd, H] -> [nkv, hd, H]; each head's rows R2ᵀ·W_v[h].
+      L.v_proj = r2.t().matmul(L.v_proj.view({nkv, hd, H})).reshape({nkv * hd, H});
+      if (L.v_bias.defined()) L.v_bias = L.v_bias.view({nkv, hd}).matmul(r2).reshape({nkv * hd});
+      // o_proj [H, nh·hd] -> [H, nh, hd]; each head's columns W_o[:, h]·R2.
+      L.o_proj = L.o_proj.view({H, nh, hd}).matmul(r2).reshape({H, nh * hd});
+    }
+  }
+  return w;
+}
+
+}  // namespace spin

@@ -1,0 +1,38 @@
+// Rotation fusion: the math that moves rotations into weights.
+//
+// Convention (used everywhere in spintrain): activations are rotated as x·R (row vectors times R).
+// A linear W [out, in] that consumes rotated activations becomes W·R; one that produces them becomes
+// Rᵀ·W. Then (x·R)·(W·R)ᵀ = x·Wᵀ, so the float model's function is unchanged for any orthogonal R.
+//   R1 [hidden, hidden], shared: residual stream. embed_tokens·R1; q/k/v/gate/up/lm_head ·R1;
+//        o_proj and down_proj R1ᵀ·W.
+//   R2 [head_dim, head_dim], one per layer: each KV head's v_proj rows R2ᵀ·W_v[h] (and its bias·R2);
+//        each attention head's o_proj columns W_o[:, h]·R2. Under GQA every query head reads a KV head's
+//        rotated values, so its output is rotated by the same R2.
+//   R4 [intermediate, intermediate], fixed Hadamard: down_proj·H, with x·H applied online.
+// RMSNorm commutes with rotations only once its weight is folded into the following linears.
+#pragma once
+
+#include <vector>
+
+#include "src/model_config.h"
+#include "src/model_weights.h"
+
+namespace spin {
+
+struct Rotations {
+  torch::Tensor r1;               // [hidden, hidden] or undefined
+  std::vector<torch::Tensor> r2;  // num_hidden_layers × [head_dim, head_dim], or empty
+};
+
+// Float64 copy with every RMSNorm weight folded into the linears that read it (norm weights become
+// ones; Qwen3's per-head q/k norms stay) and lm_head untied from embed_tokens.
+ModelWeights fold_norms(const ModelConfig& config, const ModelWeights& weights);
+
+// down_proj ← down_proj·H (H the normalised Hadamard of size intermediate_size); pair with ForwardOptions::r4.
+ModelWeights fuse_r4(const ModelConfig& config, const ModelWeights& weights);
+
+// The weights with R1/R2 applied, in `base`'s dtype (rotations are cast to it). Differentiable in the
+// rotations, so training calls it every step; export calls it once in float64.
+ModelWeights rotate_weights(const ModelConfig& config, const ModelWeights& base, const Rotations& rotations);
+
+}  // namespace spin

@@ -1,0 +1,39 @@
+// Helpers shared by the tests: where the repository, the tools and a scratch directory are.
+#pragma once
+
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace spin::test {
+
+inline std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v ? std::string(v) : fallback;
+}
+
+// Repository root (ctest sets SPIN_ROOT).
+inline std::filesystem::path root() { return env_or("SPIN_ROOT", "."); }
+// Bundled assets: asset("models/stories260K"), asset("data/stories260K-eval.h5").
+inline std::filesystem::path asset(const std::string& rel) { return root() / "assets" / rel; }
+// Built executables (build/bin).
+inline std::filesystem::path bin(const std::string& exe) { return std::filesystem::path(env_or("SPIN_BIN", "build/bin")) / exe; }
+
+// A fresh empty directory for one test: SPIN_TMP/<name>.
+inline std::filesystem::path scratch(const std::string& name) {
+  std::filesystem::path dir = std::filesystem::path(env_or("SPIN_TMP", "/tmp/spin-test")) / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+// Runs a shell command, returns its exit status; stdout+stderr go to `log` if given.
+inline int run(const std::string& cmd, const std::filesystem::path& log = {}) {
+  std::string full = log.empty() ? cmd : cmd + " >" + log.string() + " 2>&1";
+  int rc = std::system(full.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+}  // namespace spin::test
