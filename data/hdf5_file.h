@@ -30,6 +30,8 @@ void write_token_ids(const std::string& path, const torch::Tensor& ids,
 
 // The attributes of dataset `input_ids` of `path`. String attributes are returned as stored;
 // numeric ones (as h5py writes them) are formatted as decimal text, arrays joined with ','.
+// For trusted files only: libhdf5 1.10.8 segfaults in H5HG_read on a corrupted variable-length
+// string (found by tests/test_reliability_fuzz.cpp); no tool calls this on user input.
 std::map<std::string, std::string> read_attributes(const std::string& path);
 
 }  // namespace spin::data

@@ -1,11 +1,13 @@
 #include "src/checkpoint.h"
 
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <set>
 
 #include "src/atomic_file.h"
 #include "src/check.h"
+#include "src/json_input.h"
 #include "src/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -19,11 +21,7 @@ const char* kSingleFile = "model.safetensors";
 nlohmann::json read_json(const fs::path& path) {
   std::ifstream in(path);
   SPIN_CHECK(in.good(), path.string(), ": cannot open");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail(path.string(), ": not valid JSON (", e.what(), ")");
-  }
+  return parse_untrusted_json(std::istreambuf_iterator<char>(in), {}, path.string());
 }
 
 // tensor name -> shard file name, from the index (or every tensor of the single file).
@@ -69,6 +67,11 @@ Checkpoint load_checkpoint(const fs::path& dir) {
     }
     return *slot;
   };
+
+  // Checked before for_each_slot allocates a slot per layer: a config claiming 10^12 layers must not.
+  const std::string last_layer = cat("model.layers.", ck.config.num_hidden_layers - 1, ".input_layernorm.weight");
+  SPIN_CHECK(map.count(last_layer), dir.string(), ": tensor '", last_layer, "' is missing from the checkpoint (",
+             "config.json has num_hidden_layers ", ck.config.num_hidden_layers, ")");
 
   std::set<torch::ScalarType> dtypes;
   std::set<std::string> used;

@@ -1,16 +1,20 @@
 #include "src/model_config.h"
 
+#include <cstdint>
 #include <fstream>
+#include <iterator>
 
 #include "src/check.h"
+#include "src/json_input.h"
 
 namespace spin {
 namespace {
 
 int64_t positive_int(const nlohmann::json& j, const std::string& key, const std::string& file) {
   SPIN_CHECK(j.contains(key), file, ": missing field '", key, "'");
-  SPIN_CHECK(j[key].is_number_integer() && j[key].get<int64_t>() > 0, file, ": field '", key,
-             "' must be a positive integer, got ", j[key].dump());
+  // The upper bound keeps products of sizes (q_size, numel) far from int64 overflow.
+  SPIN_CHECK(j[key].is_number_integer() && j[key].get<int64_t>() > 0 && j[key].get<int64_t>() <= INT32_MAX, file,
+             ": field '", key, "' must be a positive integer below 2^31, got ", j[key].dump());
   return j[key].get<int64_t>();
 }
 
@@ -32,6 +36,8 @@ RopeScaling parse_rope_scaling(const nlohmann::json& j, const std::string& file)
   if (!j.contains("rope_scaling") || j["rope_scaling"].is_null()) return rs;
   const auto& r = j["rope_scaling"];
   SPIN_CHECK(r.is_object(), file, ": field 'rope_scaling' must be an object");
+  for (const char* key : {"rope_type", "type"})
+    SPIN_CHECK(!r.contains(key) || r[key].is_string(), file, ": field 'rope_scaling.", key, "' must be a string");
   std::string type = r.value("rope_type", r.value("type", std::string("default")));
   if (type == "default") return rs;
   SPIN_CHECK(type == "linear" || type == "llama3", file, ": rope_scaling type '", type,
@@ -97,13 +103,7 @@ ModelConfig parse_model_config(const nlohmann::json& j, const std::string& file)
 ModelConfig load_model_config(const std::string& path) {
   std::ifstream in(path);
   SPIN_CHECK(in.good(), path, ": cannot open");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, ": not valid JSON (", e.what(), ")");
-  }
-  return parse_model_config(j, path);
+  return parse_model_config(parse_untrusted_json(std::istreambuf_iterator<char>(in), {}, path), path);
 }
 
 }  // namespace spin

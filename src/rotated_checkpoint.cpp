@@ -61,7 +61,8 @@ ModelWeights rotation_base(const ModelConfig& c, const ModelWeights& weights, co
 }
 
 void export_rotated(const fs::path& out, const Checkpoint& source, const ModelWeights& fused,
-                    const RotationConfig& rc, const Rotations& rotations, const nlohmann::json& extra_section) {
+                    const RotationConfig& rc, const Rotations& rotations, const nlohmann::json& extra_section,
+                    const std::function<void(const fs::path&)>& extra_files) {
   const ModelConfig& c = source.config;
   nlohmann::json cfg = c.json;
   cfg["tie_word_embeddings"] = false;
@@ -93,8 +94,14 @@ void export_rotated(const fs::path& out, const Checkpoint& source, const ModelWe
     if (rotations.r1.defined()) mats.emplace_back("R1", rotations.r1.to(torch::kFloat64));
     for (size_t i = 0; i < rotations.r2.size(); ++i) mats.emplace_back(r2_name(i), rotations.r2[i].to(torch::kFloat64));
     save_safetensors((tmp / kRotationsFile).string(), mats, {{"format", "spintrain-rotations/1"}});
+    if (extra_files) extra_files(tmp);
   };
   save_checkpoint(out, c, fused, opt);
+}
+
+torch::Tensor nearest_orthogonal(const torch::Tensor& r) {
+  auto [u, s, vh] = torch::linalg::svd(r.detach().to(torch::kCPU, torch::kFloat64), false, c10::nullopt);
+  return u.matmul(vh);
 }
 
 ForwardOptions LoadedModel::online() const {

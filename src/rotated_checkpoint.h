@@ -36,8 +36,14 @@ Rotations init_rotations(const ModelConfig& config, const RotationConfig& rc);
 ModelWeights rotation_base(const ModelConfig& config, const ModelWeights& weights, const RotationConfig& rc);
 
 // Writes the rotated checkpoint (weights in source.dtype, sharded like the source) atomically.
+// `extra_section` is merged into the rotation section; `extra_files` may add files to the directory.
 void export_rotated(const std::filesystem::path& out, const Checkpoint& source, const ModelWeights& fused,
-                    const RotationConfig& rc, const Rotations& rotations, const nlohmann::json& extra_section = {});
+                    const RotationConfig& rc, const Rotations& rotations, const nlohmann::json& extra_section = {},
+                    const std::function<void(const std::filesystem::path& dir)>& extra_files = {});
+
+// The orthogonal matrix nearest to r (polar factor U·Vᵀ of its SVD), in float64: removes the float32
+// drift of a learned rotation before it is fused and saved.
+torch::Tensor nearest_orthogonal(const torch::Tensor& r);
 
 // A loaded model with its online rotations: reads the `rotation` section (if any) and validates
 // rotations.safetensors against the model (shapes, orthogonality to 1e-6).

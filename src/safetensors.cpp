@@ -11,6 +11,7 @@
 
 #include "src/atomic_file.h"
 #include "src/check.h"
+#include "src/json_input.h"
 
 namespace spin {
 namespace {
@@ -66,12 +67,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
                map_size_, "-byte file");
     data_start_ = 8 + header_len;
     const uint64_t data_size = map_size_ - data_start_;
-    nlohmann::json header;
-    try {
-      header = nlohmann::json::parse(map_ + 8, map_ + 8 + header_len);
-    } catch (const nlohmann::json::exception& e) {
-      fail(path, ": header is not valid JSON (", e.what(), ")");
-    }
+    const nlohmann::json header = parse_untrusted_json(map_ + 8, map_ + 8 + header_len, path + ": header");
     SPIN_CHECK(header.is_object(), path, ": header is not a JSON object");
     for (const auto& [name, entry] : header.items()) {
       const std::string where = cat(path, ": tensor '", name, "'");

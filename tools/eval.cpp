@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "data/calib_dataset.h"
+#include "src/check.h"
 #include "src/cli.h"
 #include "src/evaluate.h"
 #include "src/quantize_weights.h"

@@ -1,0 +1,47 @@
+// spintrain's configuration: one table of options shared by the command line and --config FILE.json.
+//
+// Every option has a key (the flag name without dashes, e.g. "wbits", "lr"), a type, a default and a
+// help text. Resolution: defaults < config file < flags given on the command line. The resolved JSON
+// is saved next to the results so a run can be repeated exactly (spintrain --config resolved.json).
+#pragma once
+
+#include <string>
+
+#include "src/cli.h"
+#include "src/fake_quant.h"
+#include "src/rotated_checkpoint.h"
+
+namespace spin {
+
+struct TrainConfig {
+  // inputs and outputs
+  std::string model, calib, out, eval_data, state_dir, log;
+  int64_t nsamples = 0, seq_len = 0, eval_rows = 0;
+  // quantization proxy
+  QuantSpec weight, act, key, value;
+  // rotations
+  RotationConfig rotation;
+  // optimization
+  std::string optimizer, schedule, loss;
+  double lr = 0, momentum = 0;
+  int64_t warmup = 0, steps = 0, batch_size = 0, grad_accum = 1, kl_topk = 0;
+  // run control
+  int threads = 0;
+  torch::ScalarType dtype = torch::kFloat32;
+  torch::Device device = torch::kCPU;
+  int64_t save_every = 0;
+  bool resume = false, quiet = false, skip_baselines = false;
+
+  nlohmann::json resolved;  // every key with its final value
+};
+
+// Builds the cxxopts parser from the option table.
+cxxopts::Options train_options();
+
+// Resolves defaults < --config file < explicit flags into a validated TrainConfig.
+TrainConfig resolve_train_config(const cxxopts::ParseResult& flags);
+
+// Same, from JSON alone (keys as in the table; missing keys take their defaults).
+TrainConfig train_config_from_json(const nlohmann::json& values, const std::string& where);
+
+}  // namespace spin

@@ -1,0 +1,322 @@
+#include "src/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+
+#include "data/calib_dataset.h"
+#include "losses/next_token.h"
+#include "optim/hybrid.h"
+#include "src/atomic_file.h"
+#include "src/check.h"
+#include "src/evaluate.h"
+#include "src/quantize_weights.h"
+
+namespace fs = std::filesystem;
+
+namespace spin {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Options whose change alters the learned rotations; a resumed run must match them.
+const char* kResultKeys[] = {"model", "calib", "nsamples", "seq-len", "wbits", "groupsize", "w-asym", "w-clip",
+                             "abits", "a-asym", "a-clip", "kbits", "vbits", "kv-groupsize", "kv-asym", "rotations",
+                             "r3", "r4", "init", "seed", "optimizer", "lr", "momentum", "schedule", "warmup",
+                             "steps", "batch-size", "grad-accum", "loss", "kl-topk", "dtype"};
+
+// Rows of the calibration set in a seeded order, reshuffled every epoch; micro-batch j is a pure
+// function of (seed, j), so a resumed run sees the same data.
+class BatchStream {
+ public:
+  BatchStream(torch::Tensor rows, int64_t batch_size, uint64_t seed)
+      : rows_(std::move(rows)), batch_size_(batch_size), seed_(seed) {}
+
+  torch::Tensor batch(int64_t j) {
+    const int64_t n = rows_.size(0);
+    std::vector<int64_t> idx;
+    for (int64_t p = j * batch_size_; p < (j + 1) * batch_size_; ++p) {
+      const int64_t epoch = p / n;
+      if (epoch != epoch_) {
+        perm_ = data::seeded_permutation(n, seed_ + 1000003ull * epoch);
+        epoch_ = epoch;
+      }
+      idx.push_back(perm_[p % n]);
+    }
+    return rows_.index_select(0, torch::tensor(idx));
+  }
+
+ private:
+  torch::Tensor rows_;
+  int64_t batch_size_;
+  uint64_t seed_;
+  int64_t epoch_ = -1;
+  std::vector<int64_t> perm_;
+};
+
+// Pointers to every tensor of `w` in a fixed order (for leaf/gradient bookkeeping).
+std::vector<torch::Tensor*> slots(const ModelConfig& c, ModelWeights& w) {
+  std::vector<torch::Tensor*> out;
+  for_each_slot(c, w, [&](const std::string&, torch::Tensor& t) {
+    if (t.defined()) out.push_back(&t);
+  });
+  return out;
+}
+
+std::string format_seconds(double s) {
+  const int64_t t = static_cast<int64_t>(s + 0.5);
+  return t >= 60 ? cat(t / 60, "m", std::setw(2), std::setfill('0'), t % 60, "s") : cat(t, "s");
+}
+
+struct Trainer {
+  const TrainConfig& cfg;
+  LoadedModel model;
+  const ModelConfig& mc;
+  ModelWeights base;  // folded (+R4) frozen weights in the training dtype/device
+  Rotations init;     // float64 initial rotations
+  Rotations params;   // trainable leaves
+  std::unique_ptr<optim::HybridOptimizer> opt;
+  optim::LrSchedule schedule;
+  int64_t start_step = 0;
+
+  explicit Trainer(const TrainConfig& c)
+      : cfg(c), model(load_model(c.model)), mc(model.checkpoint.config) {
+    SPIN_CHECK(!model.rotation.any(), c.model, ": is already a rotated checkpoint (config.json has a rotation section)");
+    init = init_rotations(mc, cfg.rotation);
+    base = map_weights(mc, rotation_base(mc, model.checkpoint.weights, cfg.rotation),
+                       [&](const torch::Tensor& t) { return t.to(cfg.device, cfg.dtype); });
+    const auto param_dtype = cfg.dtype == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+    auto leaf = [&](const torch::Tensor& r) { return r.to(cfg.device, param_dtype).clone().requires_grad_(true); };
+    std::vector<torch::Tensor> trainable;
+    if (init.r1.defined()) trainable.push_back(params.r1 = leaf(init.r1));
+    for (const auto& r : init.r2) trainable.push_back(params.r2.emplace_back(leaf(r)));
+    SPIN_CHECK(!trainable.empty(), "spintrain: --rotations names nothing to learn (use r1, r2 or both)");
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    if (cfg.optimizer == "cayley-sgd") {
+      optim::CayleySGDOptions o;
+      o.lr = cfg.lr;
+      o.momentum = cfg.momentum;
+      groups.push_back(optim::stiefel_group(trainable, o));
+    } else {
+      optim::CayleyAdamOptions o;
+      o.lr = cfg.lr;
+      o.beta1 = cfg.momentum;
+      groups.push_back(optim::stiefel_group(trainable, o));
+    }
+    opt = std::make_unique<optim::HybridOptimizer>(std::move(groups));
+    schedule.kind = optim::parse_schedule_kind(cfg.schedule, "--schedule");
+    schedule.warmup_steps = cfg.warmup;
+    schedule.total_steps = std::max<int64_t>(cfg.steps, 1);
+    schedule.validate();
+  }
+
+  ForwardOptions student_options() const {
+    ForwardOptions o;
+    o.act = cfg.act;
+    o.key = cfg.key;
+    o.value = cfg.value;
+    o.r3 = cfg.rotation.r3;
+    o.r4 = cfg.rotation.r4;
+    return o;
+  }
+  // The float model: base needs R4's online Hadamard to compute the input model's function.
+  ForwardOptions teacher_options() const {
+    ForwardOptions o;
+    o.r4 = cfg.rotation.r4;
+    return o;
+  }
+
+  torch::Tensor loss_of(const ModelWeights& w, const torch::Tensor& batch) {
+    torch::Tensor logits = lm_logits(w, forward_hidden(mc, w, batch, student_options()));
+    if (cfg.loss == "ce") return losses::next_token_nll(logits, batch);
+    torch::Tensor teacher;
+    {
+      torch::NoGradGuard g;
+      teacher = lm_logits(base, forward_hidden(mc, base, batch, teacher_options()));
+    }
+    if (cfg.loss == "kl") return losses::kl_to_teacher(logits, torch::log_softmax(teacher, -1));
+    return losses::kl_topk(logits, losses::teacher_topk(teacher, cfg.kl_topk));
+  }
+
+  fs::path state_file() const { return fs::path(cfg.state_dir) / "state.pt"; }
+
+  nlohmann::json result_keys() const {
+    nlohmann::json j;
+    for (const char* k : kResultKeys) j[k] = cfg.resolved[k];
+    return j;
+  }
+
+  void save_state(int64_t next_step) {
+    torch::serialize::OutputArchive a, o;
+    a.write("next_step", torch::tensor(next_step));
+    const std::string keys = result_keys().dump();
+    a.write("config_json", torch::from_blob(const_cast<char*>(keys.data()), {int64_t(keys.size())}, torch::kUInt8).clone());
+    if (params.r1.defined()) a.write("r1", params.r1.detach());
+    for (size_t i = 0; i < params.r2.size(); ++i) a.write(cat("r2.", i), params.r2[i].detach());
+    opt->save(o);
+    a.write("optimizer", o);
+    fs::create_directories(cfg.state_dir);
+    write_file_atomic(state_file(), [&](const fs::path& tmp) { a.save_to(tmp.string()); });
+  }
+
+  void load_state() {
+    SPIN_CHECK(fs::exists(state_file()), state_file().string(), ": no training state to resume from");
+    torch::serialize::InputArchive a, o;
+    a.load_from(state_file().string());
+    torch::Tensor t;
+    a.read("config_json", t);
+    const std::string saved(static_cast<const char*>(t.data_ptr()), t.numel());
+    SPIN_CHECK(nlohmann::json::parse(saved) == result_keys(), state_file().string(),
+               ": the training state was made with different options: ", saved);
+    a.read("next_step", t);
+    start_step = t.item<int64_t>();
+    torch::NoGradGuard g;
+    if (params.r1.defined()) {
+      a.read("r1", t);
+      params.r1.copy_(t);
+    }
+    for (size_t i = 0; i < params.r2.size(); ++i) {
+      a.read(cat("r2.", i), t);
+      params.r2[i].copy_(t);
+    }
+    a.read("optimizer", o);
+    opt->load(o);
+  }
+
+  // One optimizer step over grad_accum micro-batches; returns the mean loss.
+  double step(BatchStream& data, int64_t step_index) {
+    opt->zero_grad();
+    ModelWeights wq = fake_quant_weights(rotate_weights(mc, base, params), cfg.weight);
+    // Detached leaves: every micro-batch's backward stops here, so the rotation and quantization of the
+    // weights run once per step whatever grad_accum is.
+    ModelWeights leaves = map_weights(mc, wq, [](const torch::Tensor& t) {
+      return t.requires_grad() ? t.detach().requires_grad_(true) : t;
+    });
+    double total = 0;
+    for (int64_t m = 0; m < cfg.grad_accum; ++m) {
+      torch::Tensor batch = data.batch(step_index * cfg.grad_accum + m).to(cfg.device);
+      torch::Tensor loss = loss_of(leaves, batch) / double(cfg.grad_accum);
+      const double value = loss.item<double>() * cfg.grad_accum;
+      SPIN_CHECK(std::isfinite(value), "spintrain: step ", step_index + 1, ": loss is ", value,
+                 "; stopping (the last good training state, if any, is in ", cfg.state_dir, ")");
+      loss.backward();
+      total += value;
+    }
+    std::vector<torch::Tensor> outs, grads;
+    auto out_slots = slots(mc, wq), leaf_slots = slots(mc, leaves);
+    for (size_t i = 0; i < out_slots.size(); ++i)
+      if (out_slots[i]->requires_grad() && leaf_slots[i]->grad().defined()) {
+        outs.push_back(*out_slots[i]);
+        grads.push_back(leaf_slots[i]->grad());
+      }
+    torch::autograd::backward(outs, grads);
+    opt->set_lr_factor(schedule.factor(step_index));
+    opt->step();
+    return total / cfg.grad_accum;
+  }
+
+  Rotations learned_f64() const {
+    Rotations r;
+    if (params.r1.defined()) r.r1 = nearest_orthogonal(params.r1);
+    for (const auto& p : params.r2) r.r2.push_back(nearest_orthogonal(p));
+    return r;
+  }
+};
+
+}  // namespace
+
+TrainSummary run_spintrain(const TrainConfig& cfg) {
+  cli::set_threads(cfg.threads);
+  Trainer tr(cfg);
+  const ModelConfig& mc = tr.mc;
+  data::CalibOptions dopt;
+  dopt.rows = cfg.nsamples;
+  dopt.seq_len = cfg.seq_len;
+  BatchStream data(data::load_calib(cfg.calib, mc.vocab_size, dopt), cfg.batch_size, cfg.rotation.seed);
+  if (cfg.resume) tr.load_state();
+
+  std::ofstream log(cfg.log, cfg.resume ? std::ios::app : std::ios::trunc);
+  SPIN_CHECK(log.good(), cfg.log, ": cannot open log file");
+  const int64_t tokens_per_step = cfg.batch_size * cfg.grad_accum * (cfg.seq_len > 0 ? cfg.seq_len : 0);
+  TrainSummary summary;
+  const auto t0 = Clock::now();
+  for (int64_t s = tr.start_step; s < cfg.steps; ++s) {
+    const auto ts = Clock::now();
+    const double loss = tr.step(data, s);
+    const double dt = std::chrono::duration<double>(Clock::now() - ts).count();
+    const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double eta = elapsed / (s + 1 - tr.start_step) * (cfg.steps - s - 1);
+    const double orth = tr.opt->max_orthogonality_error();
+    const double lr = cfg.lr * tr.schedule.factor(s);
+    const int64_t tokens = tokens_per_step > 0 ? tokens_per_step : cfg.batch_size * cfg.grad_accum * data.batch(0).size(1);
+    nlohmann::json rec = {{"step", s + 1}, {"loss", loss}, {"lr", lr}, {"orth_err", orth},
+                          {"tokens_per_s", tokens / dt}, {"step_seconds", dt}, {"eta_seconds", eta}};
+    log << rec.dump() << "\n" << std::flush;
+    if (!cfg.quiet)
+      std::cerr << "step " << s + 1 << "/" << cfg.steps << "  loss " << std::fixed << std::setprecision(4) << loss
+                << "  lr " << std::setprecision(4) << lr << "  orth " << std::scientific << std::setprecision(1)
+                << orth << std::fixed << "  tok/s " << std::setprecision(0) << tokens / dt << "  eta "
+                << format_seconds(eta) << std::endl;
+    summary.final_loss = loss;
+    summary.steps_run++;
+    if (cfg.save_every > 0 && ((s + 1) % cfg.save_every == 0 || s + 1 == cfg.steps)) tr.save_state(s + 1);
+  }
+  summary.max_orthogonality_error = tr.opt->max_orthogonality_error();
+
+  // Fuse in float64 from the stored weights, not from the training-dtype copy.
+  const Rotations learned = tr.learned_f64();
+  const ModelWeights base64 = rotation_base(mc, tr.model.checkpoint.weights, cfg.rotation);
+
+  // Before/after table on held-out data.
+  nlohmann::json table = nlohmann::json::array();
+  if (!cfg.eval_data.empty()) {
+    data::CalibOptions eopt;
+    eopt.rows = cfg.eval_rows;
+    eopt.seq_len = cfg.seq_len;
+    torch::Tensor ids = data::load_calib(cfg.eval_data, mc.vocab_size, eopt).to(cfg.device);
+    auto compute = [&](const ModelWeights& w) {
+      return map_weights(mc, w, [&](const torch::Tensor& t) { return t.detach().to(cfg.device, cfg.dtype); });
+    };
+    const ModelRef reference{&mc, &tr.base, tr.teacher_options()};
+    auto row = [&](const std::string& name, const ModelWeights& w, const ForwardOptions& fo) {
+      torch::NoGradGuard g;
+      const ModelRef m{&mc, &w, fo};
+      EvalResult r = evaluate(m, ids, cfg.batch_size, &reference);
+      nlohmann::json j = r.to_json();
+      j["name"] = name;
+      table.push_back(j);
+      std::cerr << std::left << std::setw(28) << name << " nll " << std::setprecision(4) << r.nll << "  ppl "
+                << std::setprecision(3) << r.ppl << "  kl " << std::setprecision(4) << r.kl << std::endl;
+    };
+    ForwardOptions quant = tr.student_options();
+    if (!cfg.skip_baselines) {
+      row("float", tr.base, tr.teacher_options());
+      ForwardOptions plain = quant;
+      plain.r3 = plain.r4 = false;
+      row("rtn (no rotation)", fake_quant_weights(compute(tr.model.checkpoint.weights), cfg.weight), plain);
+      row("rtn + " + cfg.rotation.init + " init",
+          fake_quant_weights(compute(rotate_weights(mc, base64, tr.init)), cfg.weight), quant);
+    }
+    row("rtn + learned", fake_quant_weights(compute(rotate_weights(mc, base64, learned)), cfg.weight), quant);
+  }
+  summary.eval_table = table;
+
+  nlohmann::json results = {{"eval", table},
+                            {"final_loss", summary.final_loss},
+                            {"orth_err", summary.max_orthogonality_error},
+                            {"config", cfg.resolved}};
+  nlohmann::json train_section = {{"steps", cfg.steps}, {"optimizer", cfg.optimizer}, {"loss", cfg.loss},
+                                  {"lr", cfg.lr}, {"quant_proxy", cli::QuantFlags{cfg.weight, cfg.act, cfg.key, cfg.value}.describe()}};
+  export_rotated(cfg.out, tr.model.checkpoint, rotate_weights(mc, base64, learned), cfg.rotation, learned,
+                 {{"training", train_section}}, [&](const fs::path& dir) {
+                   write_text_atomic(dir / "spintrain_config.json", cfg.resolved.dump(2) + "\n");
+                   write_text_atomic(dir / "spintrain_results.json", results.dump(2) + "\n");
+                 });
+  log << nlohmann::json({{"summary", results}}).dump() << "\n";
+  return summary;
+}
+
+}  // namespace spin

@@ -1,0 +1,318 @@
+// GPTQ: the algorithm on one weight against RTN and against the paper's unbatched OBQ update, the
+// GPTQ checkpoint format (bit layout, round trip), the per-layer forward the driver uses, and spin-gptq
+// end to end on stories260K (NLL below RTN's).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "src/check.h"
+#include "src/gptq.h"
+#include "src/gptq_format.h"
+#include "src/gptq_model.h"
+#include "src/model.h"
+#include "src/rotated_checkpoint.h"
+#include "tests/test_util.h"
+
+using namespace spin;
+
+namespace {
+
+// The header's grid for one group, w [out, n] (float64 reference): scale, zero.
+std::pair<torch::Tensor, torch::Tensor> ref_grid(const torch::Tensor& w, const QuantSpec& s) {
+  const double maxq = std::pow(2.0, s.bits) - 1;
+  if (!s.asym) {
+    const double half = std::pow(2.0, s.bits - 1);
+    torch::Tensor scale = (w.abs().amax(1) / (half - 1)).to(torch::kHalf).to(torch::kFloat64);
+    return {scale, torch::full_like(scale, half)};
+  }
+  torch::Tensor lo = w.amin(1).clamp_max(0), hi = w.amax(1).clamp_min(0);
+  torch::Tensor scale = ((hi - lo) / maxq).to(torch::kHalf).to(torch::kFloat64);
+  return {scale, torch::clamp(torch::round(-lo / scale), 1, maxq)};
+}
+
+// RTN onto the same grid: codes [out, in] (float64), groups of g consecutive columns.
+torch::Tensor ref_rtn_codes(const torch::Tensor& w, const QuantSpec& s, int64_t g) {
+  torch::Tensor codes = torch::empty_like(w);
+  for (int64_t j = 0; j < w.size(1); j += g) {
+    torch::Tensor wg = w.narrow(1, j, std::min(g, w.size(1) - j));
+    auto [scale, zero] = ref_grid(wg, s);
+    codes.narrow(1, j, wg.size(1)).copy_(
+        torch::clamp(torch::round(wg / scale.unsqueeze(1)) + zero.unsqueeze(1), 0, std::pow(2.0, s.bits) - 1));
+  }
+  return codes;
+}
+
+// The paper's unbatched form (OBQ with a fixed order, eqs. 2-3), float64, per-row grid fixed up front:
+// quantize column q, spread its error with the current inverse Hessian, remove q from the inverse.
+torch::Tensor ref_obq_codes(torch::Tensor w, torch::Tensor h, const QuantSpec& s, double damp) {
+  w = w.to(torch::kFloat64).clone();
+  h = h.to(torch::kFloat64).clone();
+  h.diagonal().add_(damp * h.diagonal().mean().item<double>());
+  torch::Tensor hinv = torch::inverse(h);
+  auto [scale, zero] = ref_grid(w, s);
+  torch::Tensor codes = torch::empty_like(w);
+  for (int64_t q = 0; q < w.size(1); ++q) {
+    torch::Tensor c = torch::clamp(torch::round(w.select(1, q) / scale) + zero, 0, std::pow(2.0, s.bits) - 1);
+    codes.select(1, q).copy_(c);
+    torch::Tensor err = (w.select(1, q) - (c - zero) * scale) / hinv[q][q];
+    w -= err.unsqueeze(1) * hinv.select(0, q).unsqueeze(0);
+    hinv = hinv - hinv.select(1, q).unsqueeze(1) * hinv.select(0, q).unsqueeze(0) / hinv[q][q];
+  }
+  return codes;
+}
+
+// Correlated calibration inputs X [n, in] and their Hessian 2/n XᵀX.
+struct Calib {
+  torch::Tensor x, h;
+};
+Calib make_calib(int64_t n, int64_t in, uint64_t seed) {
+  torch::manual_seed(seed);
+  torch::Tensor mix = torch::randn({in, in}, torch::kFloat64) / std::sqrt(double(in)) + torch::eye(in, torch::kFloat64);
+  torch::Tensor x = torch::randn({n, in}, torch::kFloat64).matmul(mix) * torch::linspace(0.2, 3, in, torch::kFloat64);
+  HessianAccumulator acc(in);
+  acc.add(x.narrow(0, 0, n / 2));
+  acc.add(x.narrow(0, n / 2, n - n / 2));
+  return {x, acc.hessian()};
+}
+
+double output_error(const torch::Tensor& w, const torch::Tensor& q, const torch::Tensor& x) {
+  return (x.matmul(w.t()) - x.matmul(q.to(torch::kFloat64).t())).norm().item<double>();
+}
+
+torch::Tensor dequant(const torch::Tensor& codes, const torch::Tensor& w, const QuantSpec& s, int64_t g) {
+  torch::Tensor out = torch::empty_like(w);
+  for (int64_t j = 0; j < w.size(1); j += g) {
+    auto [scale, zero] = ref_grid(w.narrow(1, j, std::min(g, w.size(1) - j)), s);
+    out.narrow(1, j, std::min(g, w.size(1) - j))
+        .copy_((codes.narrow(1, j, std::min(g, w.size(1) - j)) - zero.unsqueeze(1)) * scale.unsqueeze(1));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(GptqLayer, HessianIsTwiceTheMeanOuterProduct) {
+  Calib c = make_calib(300, 12, 1);
+  torch::Tensor expect = 2.0 / 300 * c.x.t().matmul(c.x);
+  EXPECT_LT((c.h - expect).abs().max().item<double>(), 1e-5 * expect.abs().max().item<double>());
+}
+
+TEST(GptqLayer, DiagonalHessianGivesRtn) {
+  // With a diagonal Hessian no error is propagated: GPTQ must reproduce RTN on its grid exactly.
+  torch::manual_seed(2);
+  torch::Tensor w = torch::randn({16, 64}, torch::kFloat64);
+  torch::Tensor h = torch::diag(torch::rand({64}, torch::kFloat64) + 0.5);
+  for (bool asym : {false, true}) {
+    QuantSpec s{4, 16, asym, 1.0};
+    GptqOptions o;
+    o.grid = s;
+    QuantizedWeight q = gptq_quantize(w.to(torch::kFloat32), h, o, "w");
+    EXPECT_TRUE(torch::equal(q.codes.to(torch::kFloat64), ref_rtn_codes(w.to(torch::kFloat32).to(torch::kFloat64), s, 16)))
+        << "asym " << asym;
+  }
+}
+
+TEST(GptqLayer, MatchesUnbatchedObqUpdates) {
+  // Lazy blocks of 8 columns over 40 columns (several blocks and a partial one) against the paper's
+  // explicit-inverse form.
+  Calib c = make_calib(400, 40, 3);
+  torch::manual_seed(4);
+  torch::Tensor w = torch::randn({24, 40}, torch::kFloat64);
+  GptqOptions o;
+  o.grid = {4, 0, true, 1.0};
+  o.block_size = 8;
+  QuantizedWeight q = gptq_quantize(w.to(torch::kFloat32), c.h, o, "w");
+  torch::Tensor ref = ref_obq_codes(w.to(torch::kFloat32), c.h, o.grid, o.damp);
+  const int64_t differ = (q.codes.to(torch::kFloat64) != ref).sum().item<int64_t>();
+  EXPECT_LE(differ, 2) << "of " << ref.numel() << " codes";  // float32 vs float64 rounding ties only
+}
+
+TEST(GptqLayer, OutputErrorBelowRtn) {
+  Calib c = make_calib(512, 64, 5);
+  torch::manual_seed(6);
+  torch::Tensor w = torch::randn({48, 64}, torch::kFloat64);
+  struct Case {
+    QuantSpec spec;
+    bool act_order;
+  };
+  for (const Case& k : {Case{{4, 0, false, 1.0}, false}, Case{{4, 16, true, 1.0}, false},
+                        Case{{3, 16, true, 1.0}, true}, Case{{2, 32, false, 1.0}, true}}) {
+    GptqOptions o;
+    o.grid = k.spec;
+    o.act_order = k.act_order;
+    QuantizedWeight q = gptq_quantize(w.to(torch::kFloat32), c.h, o, "w");
+    const int64_t g = k.spec.groupsize > 0 ? k.spec.groupsize : 64;
+    const torch::Tensor wf = w.to(torch::kFloat32).to(torch::kFloat64);
+    const double rtn = output_error(wf, dequant(ref_rtn_codes(wf, k.spec, g), wf, k.spec, g), c.x);
+    const double gptq = output_error(wf, q.dequantize(), c.x);
+    EXPECT_LT(gptq, 0.9 * rtn) << k.spec.describe() << (k.act_order ? " act-order" : "") << ": gptq " << gptq
+                               << " rtn " << rtn;
+  }
+}
+
+TEST(GptqLayer, ActOrderGroupsFollowTheHessianDiagonal) {
+  Calib c = make_calib(256, 48, 7);
+  torch::manual_seed(8);
+  torch::Tensor w = torch::randn({8, 48}, torch::kFloat32);
+  GptqOptions o;
+  o.grid = {4, 16, true, 1.0};
+  o.act_order = true;
+  QuantizedWeight q = gptq_quantize(w, c.h, o, "w");
+  ASSERT_EQ(q.scales.size(0), 3);
+  torch::Tensor order = std::get<1>(torch::sort(c.h.diagonal(), true, 0, true));
+  for (int64_t j = 0; j < 48; ++j)
+    EXPECT_EQ(q.g_idx[order[j].item<int64_t>()].item<int>(), j / 16) << "column " << order[j].item<int64_t>();
+  // Every code is reproduced by its group's grid.
+  torch::Tensor deq = q.dequantize();
+  for (int64_t j = 0; j < 48; ++j) {
+    const int64_t grp = q.g_idx[j].item<int>();
+    torch::Tensor expect = (q.codes.select(1, j).to(torch::kFloat32) - q.zeros[grp].to(torch::kFloat32)) * q.scales[grp];
+    EXPECT_TRUE(torch::equal(deq.select(1, j), expect));
+  }
+}
+
+TEST(GptqLayer, DeadInputsAreZeroed) {
+  torch::Tensor h = make_calib(128, 16, 9).h;
+  h.select(0, 5).zero_();
+  h.select(1, 5).zero_();
+  torch::Tensor w = torch::randn({4, 16});
+  GptqOptions o;
+  o.grid = {4, 8, true, 1.0};
+  torch::Tensor deq = gptq_quantize(w, h, o, "w").dequantize();
+  EXPECT_EQ(deq.select(1, 5).abs().max().item<float>(), 0.f);
+}
+
+TEST(GptqFormat, BitLayout) {
+  QuantizedWeight q;
+  q.bits = 4;
+  q.codes = torch::arange(8, torch::kUInt8).view({1, 8});
+  q.scales = torch::ones({1, 1});
+  q.zeros = torch::full({1, 1}, 8, torch::kInt32);
+  q.g_idx = torch::zeros({8}, torch::kInt32);
+  PackedLinear p = pack_gptq(q);
+  ASSERT_EQ(p.qweight.sizes(), torch::IntArrayRef({1, 1}));
+  EXPECT_EQ(p.qweight.item<int32_t>(), 0x76543210);
+  EXPECT_EQ(p.qzeros.item<int32_t>(), 7);  // zero − 1, out padded with zeros
+  q.codes = torch::full({1, 8}, 15, torch::kUInt8);
+  EXPECT_EQ(pack_gptq(q).qweight.item<int32_t>(), -1);  // 0xFFFFFFFF
+}
+
+TEST(GptqFormat, RoundTripsToIdenticalWeights) {
+  // Ragged sizes: in = 44 and out = 12 are not multiples of 32 / bits; groups of 16 leave a short one.
+  Calib c = make_calib(200, 44, 10);
+  torch::manual_seed(11);
+  torch::Tensor w = torch::randn({12, 44});
+  for (int bits : {2, 4, 8})
+    for (bool act_order : {false, true})
+      for (bool asym : {false, true}) {
+        GptqOptions o;
+        o.grid = {bits, 16, asym, 1.0};
+        o.act_order = act_order;
+        QuantizedWeight q = gptq_quantize(w, c.h, o, "w");
+        PackedLinear p = pack_gptq(q);
+        const int64_t per = 32 / bits;
+        EXPECT_EQ(p.qweight.sizes(), torch::IntArrayRef({(44 + per - 1) / per, 12}));
+        EXPECT_EQ(p.qzeros.sizes(), torch::IntArrayRef({3, (12 + per - 1) / per}));
+        EXPECT_EQ(p.scales.scalar_type(), torch::kHalf);
+        QuantizedWeight back = unpack_gptq(p, bits, 12, 44, "w");
+        EXPECT_TRUE(torch::equal(back.codes, q.codes));
+        EXPECT_TRUE(torch::equal(back.zeros, q.zeros));
+        EXPECT_TRUE(torch::equal(back.g_idx, q.g_idx));
+        EXPECT_TRUE(torch::equal(back.dequantize(), q.dequantize())) << bits << " bits";
+      }
+}
+
+TEST(GptqFormat, BadShapesNameTheTensor) {
+  QuantizedWeight q = gptq_quantize(torch::randn({8, 16}), make_calib(64, 16, 12).h, GptqOptions{}, "w");
+  PackedLinear p = pack_gptq(q);
+  try {
+    unpack_gptq(p, 4, 8, 24, "model.safetensors: 'layers.0.q_proj'");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'layers.0.q_proj'.qweight has shape"), std::string::npos) << e.what();
+  }
+  p.g_idx[3] = 5;
+  EXPECT_THROW(unpack_gptq(p, 4, 8, 16, "w"), Error);
+}
+
+TEST(GptqModel, DecoderLayersReproduceTheForward) {
+  LoadedModel m = load_model(test::asset("models/stories260K"));
+  const ModelConfig& c = m.checkpoint.config;
+  ModelWeights w = map_weights(c, m.checkpoint.weights, [](const torch::Tensor& t) { return t.to(torch::kFloat64); });
+  torch::manual_seed(13);
+  torch::Tensor ids = torch::randint(c.vocab_size, {2, 24}, torch::kLong);
+  for (bool r : {false, true}) {
+    ForwardOptions fo;
+    fo.r3 = fo.r4 = r;
+    torch::Tensor x = torch::nn::functional::embedding(ids, w.embed_tokens);
+    int captured = 0;
+    for (const LayerWeights& L : w.layers)
+      x = decoder_layer(c, L, x, r, r, [&](LinearInput which, const torch::Tensor& t) {
+        ++captured;
+        if (which == LinearInput::kDown) {
+          EXPECT_EQ(t.size(-1), c.intermediate_size);
+        }
+      });
+    x = x * torch::rsqrt(x.pow(2).mean(-1, true) + c.rms_norm_eps) * w.norm;
+    EXPECT_EQ(captured, 4 * c.num_hidden_layers);
+    EXPECT_LT((x - forward_hidden(c, w, ids, fo)).abs().max().item<double>(), 1e-10) << "r3/r4 " << r;
+  }
+}
+
+namespace {
+
+double eval_nll(const std::string& args, const std::filesystem::path& dir, const std::string& tag) {
+  const auto out = dir / (tag + ".json");
+  const int rc = test::run(test::bin("spin-eval").string() + " --data " + test::asset("data/stories260K-eval.h5").string() +
+                               " --rows 16 --threads 2 --json " + args + " >" + out.string() + " 2>" +
+                               (dir / (tag + ".log")).string());
+  EXPECT_EQ(rc, 0) << tag;
+  std::ifstream in(out);
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  return j.is_object() && j.contains("nll") ? j["nll"].get<double>() : NAN;
+}
+
+}  // namespace
+
+TEST(GptqModel, EndToEndBeatsRtnOnStories260K) {
+  const auto dir = test::scratch("gptq_e2e");
+  const std::string model = test::asset("models/stories260K").string();
+  const std::string base = test::bin("spin-gptq").string() + " --model " + model + " --calib " +
+                           test::asset("data/stories260K-calib.h5").string() +
+                           " --wbits 4 --groupsize 0 --sym --nsamples 16 --threads 2 --quiet";
+  ASSERT_EQ(test::run(base + " --out " + (dir / "packed").string(), dir / "packed.log"), 0);
+  ASSERT_EQ(test::run(base + " --format fake --out " + (dir / "fake").string(), dir / "fake.log"), 0);
+
+  // The packed checkpoint: GPTQ quantization_config, and exactly the fake checkpoint's linear weights.
+  ASSERT_TRUE(is_gptq_checkpoint(dir / "packed"));
+  EXPECT_FALSE(is_gptq_checkpoint(dir / "fake"));
+  Checkpoint packed = load_gptq_checkpoint(dir / "packed");
+  Checkpoint fake = load_checkpoint(dir / "fake");
+  EXPECT_EQ(packed.config.json["quantization_config"]["group_size"], -1);
+  EXPECT_EQ(packed.config.json["quantization_config"]["sym"], true);
+  auto pn = named_tensors(packed.config, packed.weights), fn = named_tensors(fake.config, fake.weights);
+  ASSERT_EQ(pn.size(), fn.size());
+  for (size_t k = 0; k < pn.size(); ++k) {
+    ASSERT_EQ(pn[k].first, fn[k].first);
+    if (is_quantized_linear(pn[k].first)) {
+      EXPECT_TRUE(torch::equal(pn[k].second, fn[k].second)) << pn[k].first;
+      // 4-bit sym per row: at most 16 distinct values per row.
+      EXPECT_LE(std::get<0>(torch::_unique(pn[k].second[0])).numel(), 16) << pn[k].first;
+    } else {
+      EXPECT_TRUE(torch::equal(pn[k].second, fn[k].second.to(torch::kHalf).to(torch::kFloat32))) << pn[k].first;
+    }
+  }
+
+  const double fp = eval_nll("--model " + model, dir, "float");
+  const double rtn = eval_nll("--model " + model + " --wbits 4", dir, "rtn");
+  const double gptq_fake = eval_nll("--model " + (dir / "fake").string(), dir, "fake");
+  const double gptq_packed = eval_nll("--model " + (dir / "packed").string(), dir, "packed");
+  std::cerr << "nll float " << fp << "  rtn W4 " << rtn << "  gptq fake " << gptq_fake << "  gptq packed "
+            << gptq_packed << std::endl;
+  ASSERT_TRUE(std::isfinite(gptq_packed) && std::isfinite(gptq_fake) && std::isfinite(rtn));
+  EXPECT_LT(gptq_fake, rtn);
+  EXPECT_LT(gptq_packed, rtn);
+  EXPECT_NEAR(gptq_packed, gptq_fake, 2e-3);  // float16 embeddings and norms in the packed checkpoint
+  EXPECT_GT(gptq_fake, fp - 0.01);
+}
