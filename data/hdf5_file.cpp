@@ -105,6 +105,11 @@ torch::Tensor read_token_ids(const std::string& path, const std::string& dataset
     hsize_t dims[2];
     space.getSimpleExtentDims(dims);
     SPIN_CHECK(dims[0] > 0 && dims[1] > 0, where, ": empty dataset [", dims[0], ", ", dims[1], "]");
+    // A corrupt header can declare any shape; real token ids take far more than 1/64 byte each even
+    // compressed, so a larger count is refused before it is allocated.
+    const uint64_t max_ids = 64 * static_cast<uint64_t>(fs::file_size(path));
+    SPIN_CHECK(dims[1] <= max_ids && dims[0] <= max_ids / dims[1], where, ": shape [", dims[0], ", ", dims[1],
+               "] is implausible for a file of ", fs::file_size(path), " bytes (corrupt?)");
     torch::Tensor ids = torch::empty({static_cast<int64_t>(dims[0]), static_cast<int64_t>(dims[1])},
                                      torch::kInt64);  // [N, T]
     ds.read(ids.data_ptr<int64_t>(), H5::PredType::NATIVE_INT64);

@@ -63,21 +63,17 @@ std::vector<std::pair<int, torch::Tensor*>> readers(LayerWeights& L, LinearInput
 
 }  // namespace
 
-torch::Tensor decoder_layer(const ModelConfig& c, const LayerWeights& L, const torch::Tensor& x, bool r3, bool r4,
-                            const std::function<void(LinearInput, const torch::Tensor&)>& capture) {
-  auto seen = [&](LinearInput which, const torch::Tensor& t) {
-    if (capture) capture(which, t);
-  };
-  const int64_t B = x.size(0), T = x.size(1), nh = c.num_attention_heads, nkv = c.num_key_value_heads,
+namespace {
+
+// Attention output before o_proj: h [B, T, hidden] (the normed input) -> [B, T, q_size].
+torch::Tensor attention_heads(const ModelConfig& c, const LayerWeights& L, const torch::Tensor& h, bool r3) {
+  const int64_t B = h.size(0), T = h.size(1), nh = c.num_attention_heads, nkv = c.num_key_value_heads,
                 hd = c.head_dim;
   torch::Tensor freqs = torch::outer(torch::arange(T, torch::kFloat64), inv_frequencies(c));  // [T, hd/2]
   torch::Tensor emb = torch::cat({freqs, freqs}, -1);                                          // [T, hd]
-  torch::Tensor cos = emb.cos().to(x.device(), x.scalar_type()), sin = emb.sin().to(x.device(), x.scalar_type());
-  torch::Tensor mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(1);
-
-  // Attention: [B, T, heads * hd] -> [B, heads, T, hd]
-  torch::Tensor h = rms_norm(x, L.input_layernorm, c.rms_norm_eps);
-  seen(LinearInput::kQkv, h);
+  torch::Tensor cos = emb.cos().to(h.device(), h.scalar_type()), sin = emb.sin().to(h.device(), h.scalar_type());
+  torch::Tensor mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(h.device())).triu(1);
+  // [B, T, heads * hd] -> [B, heads, T, hd]
   torch::Tensor q = F::linear(h, L.q_proj, L.q_bias).view({B, T, nh, hd}).transpose(1, 2);
   torch::Tensor k = F::linear(h, L.k_proj, L.k_bias).view({B, T, nkv, hd}).transpose(1, 2);
   torch::Tensor v = F::linear(h, L.v_proj, L.v_bias).view({B, T, nkv, hd}).transpose(1, 2);
@@ -96,18 +92,58 @@ torch::Tensor decoder_layer(const ModelConfig& c, const LayerWeights& L, const t
   v = v.unsqueeze(2).expand({B, nkv, rep, T, hd}).reshape({B, nh, T, hd});
   torch::Tensor scores = upcast(torch::matmul(q, k.transpose(-2, -1))) / std::sqrt(double(hd));
   torch::Tensor probs = torch::softmax(scores.masked_fill(mask, -INFINITY), -1).to(v.scalar_type());
-  torch::Tensor attn = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, nh * hd});
+  return torch::matmul(probs, v).transpose(1, 2).reshape({B, T, nh * hd});
+}
+
+torch::Tensor attention_input(const ModelConfig& c, const LayerWeights& L, const torch::Tensor& x) {
+  return rms_norm(x, L.input_layernorm, c.rms_norm_eps);
+}
+
+torch::Tensor mlp_input(const ModelConfig& c, const LayerWeights& L, const torch::Tensor& y) {
+  return rms_norm(y, L.post_attention_layernorm, c.rms_norm_eps);
+}
+
+// down_proj's input [B, T, intermediate] (x·H with r4).
+torch::Tensor mlp_hidden(const LayerWeights& L, const torch::Tensor& h, bool r4) {
+  torch::Tensor m = torch::silu(F::linear(h, L.gate_proj)) * F::linear(h, L.up_proj);
+  return r4 ? apply_hadamard(m) : m;
+}
+
+}  // namespace
+
+torch::Tensor decoder_layer(const ModelConfig& c, const LayerWeights& L, const torch::Tensor& x, bool r3, bool r4,
+                            const std::function<void(LinearInput, const torch::Tensor&)>& capture) {
+  auto seen = [&](LinearInput which, const torch::Tensor& t) {
+    if (capture) capture(which, t);
+  };
+  torch::Tensor h = attention_input(c, L, x);
+  seen(LinearInput::kQkv, h);
+  torch::Tensor attn = attention_heads(c, L, h, r3);
   seen(LinearInput::kO, attn);
   torch::Tensor y = x + F::linear(attn, L.o_proj);
-
-  // MLP
-  h = rms_norm(y, L.post_attention_layernorm, c.rms_norm_eps);
+  h = mlp_input(c, L, y);
   seen(LinearInput::kGateUp, h);
-  torch::Tensor m = torch::silu(F::linear(h, L.gate_proj)) * F::linear(h, L.up_proj);
-  if (r4) m = apply_hadamard(m);
+  torch::Tensor m = mlp_hidden(L, h, r4);
   seen(LinearInput::kDown, m);
   return y + F::linear(m, L.down_proj);
 }
+
+namespace {
+
+// GPTQ of the linears of layer `index` that read `input`, whose Hessian `acc` holds; each is replaced
+// by its dequantized value.
+void quantize_readers(LayerWeights& L, size_t index, LinearInput input, const HessianAccumulator& acc,
+                      const GptqModelOptions& opt, const OnQuantized& on_quantized) {
+  const torch::Tensor H = acc.hessian();
+  for (auto& [k, slot] : readers(L, input)) {
+    const std::string name = cat("model.layers.", index, ".", kLinearNames[k], ".weight");
+    QuantizedWeight q = gptq_quantize(*slot, H, opt.gptq, name);
+    if (on_quantized) on_quantized(name, q);
+    *slot = q.dequantize().to(slot->device(), slot->scalar_type());
+  }
+}
+
+}  // namespace
 
 ModelWeights gptq_model(const ModelConfig& c, const ModelWeights& weights, const torch::Tensor& ids,
                         const GptqModelOptions& opt, const OnQuantized& on_quantized) {
@@ -116,30 +152,36 @@ ModelWeights gptq_model(const ModelConfig& c, const ModelWeights& weights, const
              ids.sizes());
   SPIN_CHECK(opt.batch_size > 0, "gptq: batch size must be positive, got ", opt.batch_size);
   ModelWeights w = weights;
-  torch::Tensor x = F::embedding(ids.to(w.embed_tokens.device()), w.embed_tokens);  // [rows, T, hidden]
+  // Hidden states at the current layer boundary [rows, T, hidden]; within a layer they are advanced to
+  // the residual after attention (y) once o_proj is quantized, then to the layer's output.
+  torch::Tensor x = F::embedding(ids.to(w.embed_tokens.device()), w.embed_tokens);
   const int64_t rows = x.size(0);
+  std::vector<torch::Tensor> batches;  // views of x
+  for (int64_t b = 0; b < rows; b += opt.batch_size) batches.push_back(x.narrow(0, b, std::min(opt.batch_size, rows - b)));
   for (size_t i = 0; i < w.layers.size(); ++i) {
     LayerWeights& L = w.layers[i];
-    for (LinearInput input : {LinearInput::kQkv, LinearInput::kO, LinearInput::kGateUp, LinearInput::kDown}) {
-      auto targets = readers(L, input);
-      HessianAccumulator acc(targets.front().second->size(1));
-      for (int64_t b = 0; b < rows; b += opt.batch_size)
-        decoder_layer(c, L, x.narrow(0, b, std::min(opt.batch_size, rows - b)), opt.r3, opt.r4,
-                      [&](LinearInput which, const torch::Tensor& t) {
-                        if (which == input) acc.add(t);
-                      });
-      const torch::Tensor H = acc.hessian();
-      for (auto& [index, slot] : targets) {
-        const std::string name = cat("model.layers.", i, ".", kLinearNames[index], ".weight");
-        QuantizedWeight q = gptq_quantize(*slot, H, opt.gptq, name);
-        if (on_quantized) on_quantized(name, q);
-        *slot = q.dequantize().to(slot->device(), slot->scalar_type());
-      }
+    HessianAccumulator qkv(c.hidden_size), o(c.q_size()), gate_up(c.hidden_size), down(c.intermediate_size);
+    for (const torch::Tensor& xb : batches) qkv.add(attention_input(c, L, xb));
+    quantize_readers(L, i, LinearInput::kQkv, qkv, opt, on_quantized);
+
+    std::vector<torch::Tensor> attn;  // one layer's attention outputs, [rows, T, q_size] in batches
+    for (const torch::Tensor& xb : batches) {
+      attn.push_back(attention_heads(c, L, attention_input(c, L, xb), opt.r3));
+      o.add(attn.back());
     }
-    for (int64_t b = 0; b < rows; b += opt.batch_size) {
-      torch::Tensor xb = x.narrow(0, b, std::min(opt.batch_size, rows - b));
-      xb.copy_(decoder_layer(c, L, xb, opt.r3, opt.r4));
+    quantize_readers(L, i, LinearInput::kO, o, opt, on_quantized);
+
+    for (size_t b = 0; b < batches.size(); ++b) {
+      batches[b].add_(F::linear(attn[b], L.o_proj));  // x -> y
+      gate_up.add(mlp_input(c, L, batches[b]));
     }
+    attn.clear();
+    quantize_readers(L, i, LinearInput::kGateUp, gate_up, opt, on_quantized);
+
+    for (const torch::Tensor& yb : batches) down.add(mlp_hidden(L, mlp_input(c, L, yb), opt.r4));
+    quantize_readers(L, i, LinearInput::kDown, down, opt, on_quantized);
+
+    for (const torch::Tensor& yb : batches) yb.add_(F::linear(mlp_hidden(L, mlp_input(c, L, yb), opt.r4), L.down_proj));
   }
   return w;
 }

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "src/check.h"
+#include "src/gptq_format.h"
 #include "src/rotation_init.h"
 #include "src/safetensors.h"
 
@@ -112,37 +113,43 @@ ForwardOptions LoadedModel::online() const {
 }
 
 LoadedModel load_model(const fs::path& dir) {
-  LoadedModel m{load_checkpoint(dir), {}};
+  LoadedModel m{is_gptq_checkpoint(dir) ? load_gptq_checkpoint(dir) : load_checkpoint(dir), {}};
   const auto& j = m.checkpoint.config.json;
   if (!j.contains("rotation")) return m;
   const std::string where = (dir / "config.json").string() + ": rotation";
-  const auto& s = j["rotation"];
-  SPIN_CHECK(s.is_object(), where, " must be an object");
-  SPIN_CHECK(s.value("format", std::string()) == "spintrain-rotation/1", where, ".format must be \"spintrain-rotation/1\"");
   const ModelConfig& c = m.checkpoint.config;
-  for (const auto& h : s.value("online_hadamard", nlohmann::json::array())) {
-    const std::string name = h.value("name", std::string());
-    const int64_t size = h.value("size", int64_t(0));
-    if (name == "r3") {
-      SPIN_CHECK(size == c.head_dim, where, ".online_hadamard r3 has size ", size, " but head_dim is ", c.head_dim);
-      m.rotation.r3 = true;
-    } else if (name == "r4") {
-      SPIN_CHECK(size == c.intermediate_size, where, ".online_hadamard r4 has size ", size,
-                 " but intermediate_size is ", c.intermediate_size);
-      m.rotation.r4 = true;
-    } else {
-      fail(where, ".online_hadamard: unknown entry '", name, "'");
+  std::string rotations_file;
+  try {
+    const auto& s = j["rotation"];
+    SPIN_CHECK(s.is_object(), where, " must be an object");
+    SPIN_CHECK(s.value("format", std::string()) == "spintrain-rotation/1", where, ".format must be \"spintrain-rotation/1\"");
+    for (const auto& h : s.value("online_hadamard", nlohmann::json::array())) {
+      const std::string name = h.value("name", std::string());
+      const int64_t size = h.value("size", int64_t(0));
+      if (name == "r3") {
+        SPIN_CHECK(size == c.head_dim, where, ".online_hadamard r3 has size ", size, " but head_dim is ", c.head_dim);
+        m.rotation.r3 = true;
+      } else if (name == "r4") {
+        SPIN_CHECK(size == c.intermediate_size, where, ".online_hadamard r4 has size ", size,
+                   " but intermediate_size is ", c.intermediate_size);
+        m.rotation.r4 = true;
+      } else {
+        fail(where, ".online_hadamard: unknown entry '", name, "'");
+      }
     }
+    for (const auto& f : s.value("fused", nlohmann::json::array())) {
+      if (f == "r1") m.rotation.r1 = true;
+      if (f == "r2") m.rotation.r2 = true;
+    }
+    m.rotation.init = s.value("init", std::string());
+    m.rotation.seed = s.value("seed", uint64_t(0));
+    m.rotation.learned = s.value("learned", false);
+    rotations_file = s.value("rotations_file", std::string(kRotationsFile));
+  } catch (const nlohmann::json::exception& e) {
+    fail(where, ": a field has the wrong type (", e.what(), ")");
   }
-  for (const auto& f : s.value("fused", nlohmann::json::array())) {
-    if (f == "r1") m.rotation.r1 = true;
-    if (f == "r2") m.rotation.r2 = true;
-  }
-  m.rotation.init = s.value("init", std::string());
-  m.rotation.seed = s.value("seed", uint64_t(0));
-  m.rotation.learned = s.value("learned", false);
   if (m.rotation.r1 || m.rotation.r2) {
-    const fs::path rot_path = dir / s.value("rotations_file", std::string(kRotationsFile));
+    const fs::path rot_path = dir / rotations_file;
     SPIN_CHECK(fs::exists(rot_path), rot_path.string(), ": rotations file named in config.json is missing");
     SafetensorsFile file(rot_path.string());
     if (m.rotation.r1) check_rotation(file, "R1", c.hidden_size);

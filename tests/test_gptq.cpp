@@ -62,14 +62,16 @@ torch::Tensor ref_obq_codes(torch::Tensor w, torch::Tensor h, const QuantSpec& s
   return codes;
 }
 
-// Correlated calibration inputs X [n, in] and their Hessian 2/n XᵀX.
+// Correlated calibration inputs X [n, in] (a rank in/4 signal plus 10% noise, unequal feature
+// scales, like real activations) and their Hessian 2/n XᵀX.
 struct Calib {
   torch::Tensor x, h;
 };
 Calib make_calib(int64_t n, int64_t in, uint64_t seed) {
   torch::manual_seed(seed);
-  torch::Tensor mix = torch::randn({in, in}, torch::kFloat64) / std::sqrt(double(in)) + torch::eye(in, torch::kFloat64);
-  torch::Tensor x = torch::randn({n, in}, torch::kFloat64).matmul(mix) * torch::linspace(0.2, 3, in, torch::kFloat64);
+  const int64_t rank = std::max<int64_t>(in / 4, 1);
+  torch::Tensor signal = torch::randn({n, rank}, torch::kFloat64).matmul(torch::randn({rank, in}, torch::kFloat64));
+  torch::Tensor x = (signal + 0.1 * torch::randn({n, in}, torch::kFloat64)) * torch::linspace(0.2, 3, in, torch::kFloat64);
   HessianAccumulator acc(in);
   acc.add(x.narrow(0, 0, n / 2));
   acc.add(x.narrow(0, n / 2, n - n / 2));
@@ -265,7 +267,7 @@ namespace {
 double eval_nll(const std::string& args, const std::filesystem::path& dir, const std::string& tag) {
   const auto out = dir / (tag + ".json");
   const int rc = test::run(test::bin("spin-eval").string() + " --data " + test::asset("data/stories260K-eval.h5").string() +
-                               " --rows 16 --threads 2 --json " + args + " >" + out.string() + " 2>" +
+                               " --rows 16 --seq-len 256 --threads 2 --json " + args + " >" + out.string() + " 2>" +
                                (dir / (tag + ".log")).string());
   EXPECT_EQ(rc, 0) << tag;
   std::ifstream in(out);
@@ -280,7 +282,7 @@ TEST(GptqModel, EndToEndBeatsRtnOnStories260K) {
   const std::string model = test::asset("models/stories260K").string();
   const std::string base = test::bin("spin-gptq").string() + " --model " + model + " --calib " +
                            test::asset("data/stories260K-calib.h5").string() +
-                           " --wbits 4 --groupsize 0 --sym --nsamples 16 --threads 2 --quiet";
+                           " --wbits 4 --groupsize 0 --sym --nsamples 16 --seq-len 256 --threads 2 --quiet";
   ASSERT_EQ(test::run(base + " --out " + (dir / "packed").string(), dir / "packed.log"), 0);
   ASSERT_EQ(test::run(base + " --format fake --out " + (dir / "fake").string(), dir / "fake.log"), 0);
 
@@ -304,15 +306,13 @@ TEST(GptqModel, EndToEndBeatsRtnOnStories260K) {
     }
   }
 
-  const double fp = eval_nll("--model " + model, dir, "float");
   const double rtn = eval_nll("--model " + model + " --wbits 4", dir, "rtn");
   const double gptq_fake = eval_nll("--model " + (dir / "fake").string(), dir, "fake");
   const double gptq_packed = eval_nll("--model " + (dir / "packed").string(), dir, "packed");
-  std::cerr << "nll float " << fp << "  rtn W4 " << rtn << "  gptq fake " << gptq_fake << "  gptq packed "
+  std::cerr << "nll rtn W4 " << rtn << "  gptq fake " << gptq_fake << "  gptq packed "
             << gptq_packed << std::endl;
   ASSERT_TRUE(std::isfinite(gptq_packed) && std::isfinite(gptq_fake) && std::isfinite(rtn));
   EXPECT_LT(gptq_fake, rtn);
   EXPECT_LT(gptq_packed, rtn);
   EXPECT_NEAR(gptq_packed, gptq_fake, 2e-3);  // float16 embeddings and norms in the packed checkpoint
-  EXPECT_GT(gptq_fake, fp - 0.01);
 }

@@ -57,6 +57,7 @@ TEST_F(Corpus, HasEveryCategoryOfIssue10) {
   for (const char* cat : {"safetensors", "config", "model", "shards", "rotations", "hdf5"})
     EXPECT_GT(per_category[cat], 0) << cat;
   EXPECT_GE(cases_.size(), 45u);
+  std::printf("[corpus] %zu hostile inputs\n", cases_.size());
 }
 
 TEST_F(Corpus, ValidInputsLoadAndEvaluate) {

@@ -340,9 +340,19 @@ TEST(Fuzz, TokenFiles) {
 
 TEST(Fuzz, ConfigJson) {
   const fs::path dir = test::scratch("fuzz_config") / "model";
+  corpus::copy_model(kModel, dir);
+  const fs::path file = dir / "config.json";
+  Target t{"config-json", file, corpus::read_bytes(file), 0, true, 1200, dir, [&] { load_checkpoint(dir); }};
+  t.hot = t.original.size();
+  expect_mixed(run_target(t), t.name);
+}
+
+// config.json of a rotated checkpoint: its "rotation" section too (src/rotated_checkpoint.cpp).
+TEST(Fuzz, RotatedConfigJson) {
+  const fs::path dir = test::scratch("fuzz_rotated_config") / "model";
   corpus::make_rotated(kModel, dir);
   const fs::path file = dir / "config.json";
-  Target t{"config-json", file, corpus::read_bytes(file), 0, true, 1500, dir, [&] { load_model(dir); }};
+  Target t{"rotated-config-json", file, corpus::read_bytes(file), 0, true, 600, dir, [&] { load_model(dir); }};
   t.hot = t.original.size();
   expect_mixed(run_target(t), t.name);
 }

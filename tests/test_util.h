@@ -15,15 +15,15 @@ inline std::string env_or(const char* name, const std::string& fallback) {
 }
 
 // Repository root (ctest sets SPIN_ROOT).
-inline std::filesystem::path root() { return env_or("SPIN_ROOT", "."); }
+inline std::filesystem::path root() { return env_or("SPIN_ROOT", SPIN_DEFAULT_ROOT); }
 // Bundled assets: asset("models/stories260K"), asset("data/stories260K-eval.h5").
 inline std::filesystem::path asset(const std::string& rel) { return root() / "assets" / rel; }
 // Built executables (build/bin).
-inline std::filesystem::path bin(const std::string& exe) { return std::filesystem::path(env_or("SPIN_BIN", "build/bin")) / exe; }
+inline std::filesystem::path bin(const std::string& exe) { return std::filesystem::path(env_or("SPIN_BIN", SPIN_DEFAULT_BIN)) / exe; }
 
 // A fresh empty directory for one test: SPIN_TMP/<name>.
 inline std::filesystem::path scratch(const std::string& name) {
-  std::filesystem::path dir = std::filesystem::path(env_or("SPIN_TMP", "/tmp/spin-test")) / name;
+  std::filesystem::path dir = std::filesystem::path(env_or("SPIN_TMP", SPIN_DEFAULT_TMP)) / name;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
