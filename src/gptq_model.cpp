@@ -3,48 +3,19 @@
 #include <cmath>
 
 #include "src/check.h"
-#include "src/hadamard.h"
+#include "src/model.h"
 
 namespace spin {
 namespace {
 
 namespace F = torch::nn::functional;
 
-// The layer arithmetic below mirrors src/model.cpp (which keeps it private); test_gptq checks that
-// chaining decoder_layer reproduces forward_hidden.
-torch::Tensor upcast(const torch::Tensor& x) {
-  return x.scalar_type() == torch::kFloat64 ? x : x.to(torch::kFloat32);
-}
-
-torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
-  torch::Tensor xf = upcast(x);
-  return (xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps)).to(x.scalar_type()) * weight;
-}
-
-torch::Tensor inv_frequencies(const ModelConfig& c) {
-  const int64_t half = c.head_dim / 2;
-  torch::Tensor inv = 1.0 / torch::pow(c.rope_theta, torch::arange(0, half, torch::kFloat64) * 2.0 / c.head_dim);
-  const RopeScaling& rs = c.rope_scaling;
-  if (rs.type == "linear") return inv / rs.factor;
-  if (rs.type == "llama3") {
-    const double low_wavelen = rs.original_max_position_embeddings / rs.low_freq_factor;
-    const double high_wavelen = rs.original_max_position_embeddings / rs.high_freq_factor;
-    torch::Tensor wavelen = 2 * M_PI / inv;
-    torch::Tensor scaled = torch::where(wavelen > low_wavelen, inv / rs.factor, inv);
-    torch::Tensor smooth = (rs.original_max_position_embeddings / wavelen - rs.low_freq_factor) /
-                           (rs.high_freq_factor - rs.low_freq_factor);
-    torch::Tensor mid = (1 - smooth) * scaled / rs.factor + smooth * scaled;
-    torch::Tensor is_mid = (wavelen >= high_wavelen) & (wavelen <= low_wavelen);
-    return torch::where(is_mid, mid, scaled);
-  }
-  return inv;
-}
-
-// x [B, heads, T, head_dim], HF rotate_half convention; cos/sin [T, head_dim].
-torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
-  const int64_t half = x.size(-1) / 2;
-  torch::Tensor rotated = torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-  return x * cos + rotated * sin;
+// The model's online Hadamards, no quantization (GPTQ calibrates on float activations).
+ForwardOptions online(bool r3, bool r4) {
+  ForwardOptions o;
+  o.r3 = r3;
+  o.r4 = r4;
+  return o;
 }
 
 const char* kLinearNames[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -63,67 +34,20 @@ std::vector<std::pair<int, torch::Tensor*>> readers(LayerWeights& L, LinearInput
 
 }  // namespace
 
-namespace {
-
-// Attention output before o_proj: h [B, T, hidden] (the normed input) -> [B, T, q_size].
-torch::Tensor attention_heads(const ModelConfig& c, const LayerWeights& L, const torch::Tensor& h, bool r3) {
-  const int64_t B = h.size(0), T = h.size(1), nh = c.num_attention_heads, nkv = c.num_key_value_heads,
-                hd = c.head_dim;
-  torch::Tensor freqs = torch::outer(torch::arange(T, torch::kFloat64), inv_frequencies(c));  // [T, hd/2]
-  torch::Tensor emb = torch::cat({freqs, freqs}, -1);                                          // [T, hd]
-  torch::Tensor cos = emb.cos().to(h.device(), h.scalar_type()), sin = emb.sin().to(h.device(), h.scalar_type());
-  torch::Tensor mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(h.device())).triu(1);
-  // [B, T, heads * hd] -> [B, heads, T, hd]
-  torch::Tensor q = F::linear(h, L.q_proj, L.q_bias).view({B, T, nh, hd}).transpose(1, 2);
-  torch::Tensor k = F::linear(h, L.k_proj, L.k_bias).view({B, T, nkv, hd}).transpose(1, 2);
-  torch::Tensor v = F::linear(h, L.v_proj, L.v_bias).view({B, T, nkv, hd}).transpose(1, 2);
-  if (c.qk_norm) {
-    q = rms_norm(q, L.q_norm, c.rms_norm_eps);
-    k = rms_norm(k, L.k_norm, c.rms_norm_eps);
-  }
-  q = apply_rope(q, cos, sin);
-  k = apply_rope(k, cos, sin);
-  if (r3) {
-    q = apply_hadamard(q);
-    k = apply_hadamard(k);
-  }
-  const int64_t rep = nh / nkv;
-  k = k.unsqueeze(2).expand({B, nkv, rep, T, hd}).reshape({B, nh, T, hd});
-  v = v.unsqueeze(2).expand({B, nkv, rep, T, hd}).reshape({B, nh, T, hd});
-  torch::Tensor scores = upcast(torch::matmul(q, k.transpose(-2, -1))) / std::sqrt(double(hd));
-  torch::Tensor probs = torch::softmax(scores.masked_fill(mask, -INFINITY), -1).to(v.scalar_type());
-  return torch::matmul(probs, v).transpose(1, 2).reshape({B, T, nh * hd});
-}
-
-torch::Tensor attention_input(const ModelConfig& c, const LayerWeights& L, const torch::Tensor& x) {
-  return rms_norm(x, L.input_layernorm, c.rms_norm_eps);
-}
-
-torch::Tensor mlp_input(const ModelConfig& c, const LayerWeights& L, const torch::Tensor& y) {
-  return rms_norm(y, L.post_attention_layernorm, c.rms_norm_eps);
-}
-
-// down_proj's input [B, T, intermediate] (x·H with r4).
-torch::Tensor mlp_hidden(const LayerWeights& L, const torch::Tensor& h, bool r4) {
-  torch::Tensor m = torch::silu(F::linear(h, L.gate_proj)) * F::linear(h, L.up_proj);
-  return r4 ? apply_hadamard(m) : m;
-}
-
-}  // namespace
-
 torch::Tensor decoder_layer(const ModelConfig& c, const LayerWeights& L, const torch::Tensor& x, bool r3, bool r4,
                             const std::function<void(LinearInput, const torch::Tensor&)>& capture) {
   auto seen = [&](LinearInput which, const torch::Tensor& t) {
     if (capture) capture(which, t);
   };
-  torch::Tensor h = attention_input(c, L, x);
+  const ForwardOptions fo = online(r3, r4);
+  torch::Tensor h = rms_norm(x, L.input_layernorm, c.rms_norm_eps);
   seen(LinearInput::kQkv, h);
-  torch::Tensor attn = attention_heads(c, L, h, r3);
+  torch::Tensor attn = attention_heads(c, L, h, fo);
   seen(LinearInput::kO, attn);
   torch::Tensor y = x + F::linear(attn, L.o_proj);
-  h = mlp_input(c, L, y);
+  h = rms_norm(y, L.post_attention_layernorm, c.rms_norm_eps);
   seen(LinearInput::kGateUp, h);
-  torch::Tensor m = mlp_hidden(L, h, r4);
+  torch::Tensor m = mlp_hidden(L, h, fo);
   seen(LinearInput::kDown, m);
   return y + F::linear(m, L.down_proj);
 }
@@ -152,6 +76,13 @@ ModelWeights gptq_model(const ModelConfig& c, const ModelWeights& weights, const
              ids.sizes());
   SPIN_CHECK(opt.batch_size > 0, "gptq: batch size must be positive, got ", opt.batch_size);
   ModelWeights w = weights;
+  const ForwardOptions fo = online(opt.r3, opt.r4);
+  auto attention_input = [&](const LayerWeights& L, const torch::Tensor& x) {
+    return rms_norm(x, L.input_layernorm, c.rms_norm_eps);
+  };
+  auto mlp_input = [&](const LayerWeights& L, const torch::Tensor& y) {
+    return rms_norm(y, L.post_attention_layernorm, c.rms_norm_eps);
+  };
   // Hidden states at the current layer boundary [rows, T, hidden]; within a layer they are advanced to
   // the residual after attention (y) once o_proj is quantized, then to the layer's output.
   torch::Tensor x = F::embedding(ids.to(w.embed_tokens.device()), w.embed_tokens);
@@ -161,27 +92,27 @@ ModelWeights gptq_model(const ModelConfig& c, const ModelWeights& weights, const
   for (size_t i = 0; i < w.layers.size(); ++i) {
     LayerWeights& L = w.layers[i];
     HessianAccumulator qkv(c.hidden_size), o(c.q_size()), gate_up(c.hidden_size), down(c.intermediate_size);
-    for (const torch::Tensor& xb : batches) qkv.add(attention_input(c, L, xb));
+    for (const torch::Tensor& xb : batches) qkv.add(attention_input(L, xb));
     quantize_readers(L, i, LinearInput::kQkv, qkv, opt, on_quantized);
 
     std::vector<torch::Tensor> attn;  // one layer's attention outputs, [rows, T, q_size] in batches
     for (const torch::Tensor& xb : batches) {
-      attn.push_back(attention_heads(c, L, attention_input(c, L, xb), opt.r3));
+      attn.push_back(attention_heads(c, L, attention_input(L, xb), fo));
       o.add(attn.back());
     }
     quantize_readers(L, i, LinearInput::kO, o, opt, on_quantized);
 
     for (size_t b = 0; b < batches.size(); ++b) {
       batches[b].add_(F::linear(attn[b], L.o_proj));  // x -> y
-      gate_up.add(mlp_input(c, L, batches[b]));
+      gate_up.add(mlp_input(L, batches[b]));
     }
     attn.clear();
     quantize_readers(L, i, LinearInput::kGateUp, gate_up, opt, on_quantized);
 
-    for (const torch::Tensor& yb : batches) down.add(mlp_hidden(L, mlp_input(c, L, yb), opt.r4));
+    for (const torch::Tensor& yb : batches) down.add(mlp_hidden(L, mlp_input(L, yb), fo));
     quantize_readers(L, i, LinearInput::kDown, down, opt, on_quantized);
 
-    for (const torch::Tensor& yb : batches) yb.add_(F::linear(mlp_hidden(L, mlp_input(c, L, yb), opt.r4), L.down_proj));
+    for (const torch::Tensor& yb : batches) yb.add_(F::linear(mlp_hidden(L, mlp_input(L, yb), fo), L.down_proj));
   }
   return w;
 }

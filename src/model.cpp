@@ -15,12 +15,6 @@ torch::Tensor upcast(const torch::Tensor& x) {
   return x.scalar_type() == torch::kFloat64 ? x : x.to(torch::kFloat32);
 }
 
-torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
-  torch::Tensor xf = upcast(x);
-  torch::Tensor y = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps);
-  return (y.to(x.scalar_type())) * weight;
-}
-
 torch::Tensor dense(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {}) {
   return torch::nn::functional::linear(x, w, b);
 }
@@ -52,12 +46,26 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
   return x * cos + rotated * sin;
 }
 
-torch::Tensor attention(const ModelConfig& c, const LayerWeights& L, const torch::Tensor& x,
-                        const torch::Tensor& cos, const torch::Tensor& sin, const torch::Tensor& mask,
-                        const ForwardOptions& opt) {
-  const int64_t B = x.size(0), T = x.size(1), nh = c.num_attention_heads, nkv = c.num_key_value_heads,
+}  // namespace
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  torch::Tensor xf = upcast(x);
+  torch::Tensor y = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps);
+  return (y.to(x.scalar_type())) * weight;
+}
+
+torch::Tensor attention_heads(const ModelConfig& c, const LayerWeights& L, const torch::Tensor& h,
+                              const ForwardOptions& opt) {
+  const int64_t B = h.size(0), T = h.size(1), nh = c.num_attention_heads, nkv = c.num_key_value_heads,
                 hd = c.head_dim;
-  torch::Tensor xq = fake_quant(x, opt.act);
+  const auto dtype = h.scalar_type();
+  const auto device = h.device();
+  torch::Tensor freqs = torch::outer(torch::arange(T, torch::kFloat64), inv_frequencies(c));  // [T, hd/2]
+  torch::Tensor emb = torch::cat({freqs, freqs}, -1);                                          // [T, hd]
+  torch::Tensor cos = emb.cos().to(device, dtype), sin = emb.sin().to(device, dtype);
+  torch::Tensor mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(device)).triu(1);
+
+  torch::Tensor xq = fake_quant(h, opt.act);
   // [B, T, heads * hd] -> [B, heads, T, hd]
   torch::Tensor q = dense(xq, L.q_proj, L.q_bias).view({B, T, nh, hd}).transpose(1, 2);
   torch::Tensor k = dense(xq, L.k_proj, L.k_bias).view({B, T, nkv, hd}).transpose(1, 2);
@@ -79,36 +87,28 @@ torch::Tensor attention(const ModelConfig& c, const LayerWeights& L, const torch
   v = v.unsqueeze(2).expand({B, nkv, rep, T, hd}).reshape({B, nh, T, hd});
   torch::Tensor scores = upcast(torch::matmul(q, k.transpose(-2, -1))) / std::sqrt(double(hd));
   torch::Tensor probs = torch::softmax(scores.masked_fill(mask, -INFINITY), -1).to(v.scalar_type());
-  torch::Tensor out = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, nh * hd});
-  return dense(fake_quant(out, opt.act), L.o_proj);
+  return torch::matmul(probs, v).transpose(1, 2).reshape({B, T, nh * hd});
 }
 
-torch::Tensor mlp(const LayerWeights& L, const torch::Tensor& x, const ForwardOptions& opt) {
-  torch::Tensor xq = fake_quant(x, opt.act);
-  torch::Tensor h = torch::silu(dense(xq, L.gate_proj)) * dense(xq, L.up_proj);
-  if (opt.r4) h = apply_hadamard(h);
-  return dense(fake_quant(h, opt.act), L.down_proj);
+torch::Tensor mlp_hidden(const LayerWeights& L, const torch::Tensor& h, const ForwardOptions& opt) {
+  torch::Tensor xq = fake_quant(h, opt.act);
+  torch::Tensor m = torch::silu(dense(xq, L.gate_proj)) * dense(xq, L.up_proj);
+  return opt.r4 ? apply_hadamard(m) : m;
 }
 
-}  // namespace
+torch::Tensor decoder_layer(const ModelConfig& c, const LayerWeights& L, const torch::Tensor& x,
+                            const ForwardOptions& opt) {
+  torch::Tensor attn = attention_heads(c, L, rms_norm(x, L.input_layernorm, c.rms_norm_eps), opt);
+  torch::Tensor y = x + dense(fake_quant(attn, opt.act), L.o_proj);
+  torch::Tensor m = mlp_hidden(L, rms_norm(y, L.post_attention_layernorm, c.rms_norm_eps), opt);
+  return y + dense(fake_quant(m, opt.act), L.down_proj);
+}
 
 torch::Tensor forward_hidden(const ModelConfig& c, const ModelWeights& w, const torch::Tensor& ids,
                              const ForwardOptions& opt) {
   SPIN_CHECK(ids.dim() == 2, "forward: token ids must be [batch, seq], got ", ids.sizes());
-  const int64_t T = ids.size(1);
-  const auto dtype = w.embed_tokens.scalar_type();
-  const auto device = w.embed_tokens.device();
-  torch::Tensor pos = torch::arange(T, torch::TensorOptions().dtype(torch::kFloat64));
-  torch::Tensor freqs = torch::outer(pos, inv_frequencies(c));  // [T, hd/2]
-  torch::Tensor emb = torch::cat({freqs, freqs}, -1);           // [T, hd]
-  torch::Tensor cos = emb.cos().to(device, dtype), sin = emb.sin().to(device, dtype);
-  torch::Tensor mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(device)).triu(1);
-
-  torch::Tensor x = F::embedding(ids.to(device), w.embed_tokens);
-  for (const LayerWeights& L : w.layers) {
-    x = x + attention(c, L, rms_norm(x, L.input_layernorm, c.rms_norm_eps), cos, sin, mask, opt);
-    x = x + mlp(L, rms_norm(x, L.post_attention_layernorm, c.rms_norm_eps), opt);
-  }
+  torch::Tensor x = F::embedding(ids.to(w.embed_tokens.device()), w.embed_tokens);
+  for (const LayerWeights& L : w.layers) x = decoder_layer(c, L, x, opt);
   return rms_norm(x, w.norm, c.rms_norm_eps);
 }
 

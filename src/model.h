@@ -28,6 +28,19 @@ struct ForwardOptions {
 torch::Tensor forward_hidden(const ModelConfig& config, const ModelWeights& weights, const torch::Tensor& ids,
                              const ForwardOptions& options);
 
+// One decoder layer: x [B, T, hidden] -> [B, T, hidden] (positions 0..T-1).
+torch::Tensor decoder_layer(const ModelConfig& config, const LayerWeights& layer, const torch::Tensor& x,
+                            const ForwardOptions& options);
+
+// The pieces of a layer, for layer-wise tools (GPTQ) that need each linear's input:
+//   RMSNorm of x times `weight` (statistics in at least f32);
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+//   attention output before o_proj: normed h [B, T, hidden] -> [B, T, q_size] (q/k/v, RoPE, R3, KV quant);
+torch::Tensor attention_heads(const ModelConfig& config, const LayerWeights& layer, const torch::Tensor& h,
+                              const ForwardOptions& options);
+//   down_proj's input: normed h [B, T, hidden] -> [B, T, intermediate] (SwiGLU, then x·H with r4).
+torch::Tensor mlp_hidden(const LayerWeights& layer, const torch::Tensor& h, const ForwardOptions& options);
+
 // hidden [B, T, hidden] -> logits [B, T, vocab], in float32 (float64 for float64 weights).
 torch::Tensor lm_logits(const ModelWeights& weights, const torch::Tensor& hidden);
 

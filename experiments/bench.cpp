@@ -1,0 +1,426 @@
+// spin-bench: how fast is a spintrain step (issue 8)? Measures, in one run and one process:
+//   - the GEMM peak of this machine through LibTorch (fp32 and bf16 square products);
+//   - spintrain steps on stories260K and on a randomly initialised Llama with realistic layer shapes, each
+//     split into weight rotation, fake quant, forward, backward (model, then through quant + rotation to
+//     R1/R2) and optimizer; tokens/s, achieved forward+backward FLOP/s against the peak, peak RSS;
+//   - optionally the eager PyTorch baseline (experiments/baseline_spinquant.py: every linear rotates its
+//     weight in float64 on every forward, as the official SpinQuant code does) on the same frozen weights,
+//     initial rotations and token ids, with its losses for an identical-loss check.
+// Prints one JSON document on stdout (progress on stderr).
+//
+//   spin-bench --threads 2 --baseline experiments/baseline_spinquant.py
+//   spin-bench --models random --hidden 64 --intermediate 128 --heads 4 --kv-heads 2 --layers 1 --seq 32 --steps 3
+//
+// A step is timed with the public functions src/trainer.cpp calls (rotate_weights, fake_quant_weights,
+// forward_hidden + lm_logits + next_token_nll, backward, HybridOptimizer::step), grad_accum 1, loss ce,
+// W<wbits> per-row symmetric RTN, learned R1 and R2, random-hadamard init, constant lr. Token ids are
+// uniform random (seeded). The first step is a warm-up: with --steps > 1 the means leave it out.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "losses/next_token.h"
+#include "optim/hybrid.h"
+#include "src/atomic_file.h"
+#include "src/check.h"
+#include "src/checkpoint.h"
+#include "src/cli.h"
+#include "src/quantize_weights.h"
+#include "src/rotated_checkpoint.h"
+#include "src/safetensors.h"
+
+using namespace spin;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+namespace {
+
+void sync(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize();
+}
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Peak resident set size of this process in bytes: VmHWM (resettable, see reset_peak_rss), else getrusage.
+int64_t peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return int64_t(ru.ru_maxrss) * 1024;
+}
+
+// Restarts VmHWM from the current RSS (Linux >= 4.0), so a model's peak excludes earlier setup.
+bool reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5" << std::flush;
+  return f.good();
+}
+
+// GFLOP/s of the best of `reps` [n, n] x [n, n] products in `dtype`.
+double gemm_gflops(int64_t n, torch::ScalarType dtype, const torch::Device& device, int reps) {
+  torch::NoGradGuard g;
+  auto opts = torch::TensorOptions().dtype(dtype).device(device);
+  torch::Tensor a = torch::randn({n, n}, opts), b = torch::randn({n, n}, opts), c = torch::empty({n, n}, opts);
+  torch::mm_out(c, a, b);  // warm-up
+  sync(device);
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = Clock::now();
+    torch::mm_out(c, a, b);
+    sync(device);
+    best = std::min(best, seconds_since(t0));
+  }
+  return 2.0 * n * n * n / best / 1e9;
+}
+
+// A Llama config.json for a random model.
+json random_llama_json(int64_t hidden, int64_t intermediate, int64_t heads, int64_t kv_heads, int64_t layers,
+                       int64_t vocab, int64_t seq) {
+  return {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", hidden},
+          {"intermediate_size", intermediate}, {"num_hidden_layers", layers}, {"num_attention_heads", heads},
+          {"num_key_value_heads", kv_heads}, {"vocab_size", vocab}, {"max_position_embeddings", seq},
+          {"rms_norm_eps", 1e-5}, {"rope_theta", 10000.0}, {"tie_word_embeddings", false}};
+}
+
+// Random weights for `c` (float32, CPU): N(0, 0.02²) matrices, norms 1 + N(0, 0.1²), seeded.
+ModelWeights random_weights(const ModelConfig& c, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  ModelWeights w;
+  w.layers.resize(c.num_hidden_layers);
+  for_each_slot(c, w, [&](const std::string& name, torch::Tensor& slot) {
+    const auto shape = expected_shape(c, name);
+    torch::Tensor r = at::randn(shape, gen, torch::kFloat32);
+    slot = shape.size() == 1 ? 1 + 0.1 * r : 0.02 * r;
+  });
+  return w;
+}
+
+// Pointers to every defined tensor of `w` in a fixed order.
+std::vector<torch::Tensor*> slots(const ModelConfig& c, ModelWeights& w) {
+  std::vector<torch::Tensor*> out;
+  for_each_slot(c, w, [&](const std::string&, torch::Tensor& t) {
+    if (t.defined()) out.push_back(&t);
+  });
+  return out;
+}
+
+int64_t numel_sum(std::initializer_list<const torch::Tensor*> ts) {
+  int64_t n = 0;
+  for (const torch::Tensor* t : ts) n += t->numel();
+  return n;
+}
+
+struct Workload {
+  std::string name;
+  ModelConfig config;
+  ModelWeights base;    // folded norms, training dtype/device, frozen
+  Rotations init;       // float64 initial R1/R2
+  torch::Tensor ids;    // [batch, seq] int64, CPU
+};
+
+struct Settings {
+  torch::ScalarType dtype;
+  torch::Device device = torch::kCPU;
+  QuantSpec weight;
+  double lr, momentum;
+  int64_t steps;
+  int threads;
+  std::string baseline, python, work_dir;
+};
+
+const char* dtype_name(torch::ScalarType t) { return t == torch::kBFloat16 ? "bf16" : t == torch::kFloat64 ? "f64" : "f32"; }
+
+// Phase names in step order; a step record holds "<phase>_s" for each plus "total_s" and "loss".
+const char* kPhases[] = {"rotate", "quant", "forward", "backward_model", "backward_rotation", "optimizer"};
+
+// Runs settings.steps spintrain steps on `w` and returns one record per step.
+json run_steps(const Workload& w, const Settings& s) {
+  const ModelConfig& mc = w.config;
+  const auto param_dtype = s.dtype == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  auto leaf = [&](const torch::Tensor& r) { return r.to(s.device, param_dtype).clone().requires_grad_(true); };
+  Rotations params;
+  std::vector<torch::Tensor> trainable;
+  trainable.push_back(params.r1 = leaf(w.init.r1));
+  for (const auto& r : w.init.r2) trainable.push_back(params.r2.emplace_back(leaf(r)));
+  optim::CayleySGDOptions o;
+  o.lr = s.lr;
+  o.momentum = s.momentum;
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.push_back(optim::stiefel_group(trainable, o));
+  optim::HybridOptimizer opt(std::move(groups));
+  const torch::Tensor ids = w.ids.to(s.device);
+
+  json records = json::array();
+  for (int64_t step = 0; step < s.steps; ++step) {
+    double t[6];
+    auto lap = [&](int i, Clock::time_point& t0) {
+      sync(s.device);
+      t[i] = seconds_since(t0);
+      t0 = Clock::now();
+    };
+    const auto start = Clock::now();
+    auto t0 = start;
+    opt.zero_grad();
+    ModelWeights rotated = rotate_weights(mc, w.base, params);
+    lap(0, t0);
+    ModelWeights wq = fake_quant_weights(rotated, s.weight);
+    lap(1, t0);
+    ModelWeights leaves = map_weights(mc, wq, [](const torch::Tensor& x) {
+      return x.requires_grad() ? x.detach().requires_grad_(true) : x;
+    });
+    torch::Tensor loss = losses::next_token_nll(lm_logits(leaves, forward_hidden(mc, leaves, ids, {})), ids);
+    const double loss_value = loss.item<double>();
+    lap(2, t0);
+    loss.backward();
+    lap(3, t0);
+    std::vector<torch::Tensor> outs, grads;
+    auto out_slots = slots(mc, wq), leaf_slots = slots(mc, leaves);
+    for (size_t i = 0; i < out_slots.size(); ++i)
+      if (out_slots[i]->requires_grad() && leaf_slots[i]->grad().defined()) {
+        outs.push_back(*out_slots[i]);
+        grads.push_back(leaf_slots[i]->grad());
+      }
+    torch::autograd::backward(outs, grads);
+    lap(4, t0);
+    opt.step();
+    lap(5, t0);
+    json rec = {{"loss", loss_value}, {"total_s", seconds_since(start)}};
+    for (int i = 0; i < 6; ++i) rec[cat(kPhases[i], "_s")] = t[i];
+    records.push_back(rec);
+    std::cerr << w.name << " step " << step + 1 << "/" << s.steps << ": loss " << loss_value << ", "
+              << rec["total_s"].get<double>() << " s" << std::endl;
+  }
+  return records;
+}
+
+// Mean of `values`, leaving out the first (warm-up) step when there is more than one.
+double warm_mean(const std::vector<double>& values) {
+  const size_t first = values.size() > 1 ? 1 : 0;
+  double sum = 0;
+  for (size_t i = first; i < values.size(); ++i) sum += values[i];
+  return sum / double(values.size() - first);
+}
+
+std::vector<double> column(const json& records, const std::string& key) {
+  std::vector<double> v;
+  for (const json& r : records) v.push_back(r[key].get<double>());
+  return v;
+}
+
+// Forward FLOPs of one batch: 2·tokens·(linear weights + lm_head) + QKᵀ and P·V over the full T×T.
+double forward_flops(const ModelConfig& c, const ModelWeights& w, int64_t batch, int64_t seq) {
+  int64_t linear = w.lm_head.numel();
+  for (const LayerWeights& L : w.layers)
+    linear += numel_sum({&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj});
+  const double attention = 4.0 * batch * c.num_attention_heads * double(seq) * seq * c.head_dim * c.num_hidden_layers;
+  return 2.0 * batch * seq * double(linear) + attention;
+}
+
+// FLOPs of rotate_weights: every R1-rotated matrix [m, n] costs 2·m·n·hidden; R2 on v/o 2·numel·head_dim.
+double rotation_flops(const ModelConfig& c, const ModelWeights& w) {
+  int64_t r1 = w.embed_tokens.numel() + w.lm_head.numel(), r2 = 0;
+  for (const LayerWeights& L : w.layers) {
+    r1 += numel_sum({&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj});
+    r2 += numel_sum({&L.v_proj, &L.o_proj});
+  }
+  return 2.0 * r1 * c.hidden_size + 2.0 * r2 * c.head_dim;
+}
+
+int64_t bytes_of(const ModelConfig& c, const ModelWeights& w) {
+  int64_t b = 0;
+  for (const auto& [name, t] : named_tensors(c, w)) b += t.numel() * t.element_size();
+  return b;
+}
+
+// Writes the baseline's inputs, runs it, returns its JSON (see baseline_spinquant.py).
+json run_baseline(const Workload& w, const Settings& s) {
+  const ModelConfig& c = w.config;
+  SPIN_CHECK(c.architecture == "LlamaForCausalLM" && !c.attention_bias && !c.qk_norm && c.rope_scaling.type == "none",
+             w.name, ": the python baseline supports plain Llama only");
+  std::vector<std::pair<std::string, torch::Tensor>> tensors = {
+      {"embed_tokens", w.base.embed_tokens}, {"norm", w.base.norm}, {"lm_head", w.base.lm_head},
+      {"R1", w.init.r1}, {"ids", w.ids}};
+  for (size_t i = 0; i < w.base.layers.size(); ++i) {
+    const LayerWeights& L = w.base.layers[i];
+    const std::string p = cat("layers.", i, ".");
+    for (const auto& [n, t] : std::vector<std::pair<const char*, const torch::Tensor*>>{
+             {"input_layernorm", &L.input_layernorm}, {"q_proj", &L.q_proj}, {"k_proj", &L.k_proj},
+             {"v_proj", &L.v_proj}, {"o_proj", &L.o_proj}, {"post_attention_layernorm", &L.post_attention_layernorm},
+             {"gate_proj", &L.gate_proj}, {"up_proj", &L.up_proj}, {"down_proj", &L.down_proj}})
+      tensors.emplace_back(p + n, *t);
+    tensors.emplace_back(p + "R2", w.init.r2[i]);
+  }
+  // The baseline reads float32 and casts to its dtype: exact for bf16 weights.
+  for (auto& [n, t] : tensors)
+    if (t.is_floating_point() && t.scalar_type() != torch::kFloat64) t = t.to(torch::kCPU, torch::kFloat32);
+  const json settings = {{"steps", s.steps}, {"lr", s.lr}, {"momentum", s.momentum}, {"wbits", s.weight.bits},
+                         {"threads", s.threads}, {"dtype", dtype_name(s.dtype)},
+                         {"device", s.device.is_cuda() ? "cuda" : "cpu"}};
+  const fs::path input = fs::path(s.work_dir) / (w.name + ".safetensors");
+  save_safetensors(input.string(), tensors, {{"config", c.json.dump()}, {"settings", settings.dump()}});
+  tensors.clear();
+  const std::string cmd = cat(s.python, " '", s.baseline, "' --input '", input.string(), "'");
+  std::cerr << "baseline: " << cmd << std::endl;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  SPIN_CHECK(pipe, "spin-bench: cannot start the baseline: ", cmd);
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, pipe)) > 0;) out.append(buf, n);
+  const int rc = pclose(pipe);
+  fs::remove(input);
+  SPIN_CHECK(rc == 0, "spin-bench: the baseline failed (exit status ", rc, "): ", cmd);
+  try {
+    return json::parse(out);
+  } catch (const json::exception& e) {
+    fail("spin-bench: the baseline printed no valid JSON (", e.what(), ")");
+  }
+}
+
+json bench_workload(const Workload& w, const Settings& s, const json& peak) {
+  const int64_t batch = w.ids.size(0), seq = w.ids.size(1);
+  const bool reset = reset_peak_rss();
+  const json steps = run_steps(w, s);
+  json r = {{"name", w.name}, {"dtype", dtype_name(s.dtype)}, {"batch", batch}, {"seq", seq},
+            {"config", w.config.json}, {"steps", steps}, {"peak_rss_bytes", peak_rss_bytes()},
+            {"peak_rss_is_training_only", reset}, {"frozen_weights_bytes", bytes_of(w.config, w.base)}};
+  json mean;
+  for (const char* p : kPhases) mean[cat(p, "_s")] = warm_mean(column(steps, cat(p, "_s")));
+  mean["total_s"] = warm_mean(column(steps, "total_s"));
+  r["mean"] = mean;
+  r["tokens_per_s"] = batch * seq / mean["total_s"].get<double>();
+  const double train = 3 * forward_flops(w.config, w.base, batch, seq);  // backward ≈ 2× forward
+  const double fb = mean["forward_s"].get<double>() + mean["backward_model_s"].get<double>();
+  r["forward_backward_gflop"] = train / 1e9;
+  r["forward_backward_gflops"] = train / fb / 1e9;
+  r["rotation_gflop"] = rotation_flops(w.config, w.base) / 1e9;
+  const std::string key = dtype_name(s.dtype);
+  if (peak.contains(key)) r["fraction_of_peak"] = train / fb / 1e9 / peak[key].get<double>();
+  if (!s.baseline.empty()) {
+    json b = run_baseline(w, s);
+    SPIN_CHECK(b.contains("losses") && b["losses"].size() == steps.size(), "spin-bench: the baseline ran ",
+               b.value("losses", json::array()).size(), " steps, expected ", steps.size());
+    double diff = 0;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      const double ours = steps[i]["loss"], theirs = b["losses"][i];
+      diff = std::max(diff, std::abs(ours - theirs) / std::max(1e-12, std::abs(theirs)));
+    }
+    b["mean_step_s"] = warm_mean(b["step_seconds"].get<std::vector<double>>());
+    r["baseline"] = b;
+    r["max_loss_rel_diff"] = diff;
+    r["speedup"] = b["mean_step_s"].get<double>() / mean["total_s"].get<double>();
+  }
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return cli::guarded_main([&] {
+    cxxopts::Options options("spin-bench", "Training-step performance of spintrain vs an eager PyTorch baseline");
+    options.add_options()
+        ("models", "comma list: stories, random", cxxopts::value<std::string>()->default_value("stories,random"))
+        ("stories", "stories260K checkpoint directory", cxxopts::value<std::string>()->default_value("assets/models/stories260K"))
+        ("stories-batch", "rows per step on stories260K", cxxopts::value<int64_t>()->default_value("8"))
+        ("stories-seq", "tokens per row on stories260K", cxxopts::value<int64_t>()->default_value("512"))
+        ("hidden", "random model hidden_size", cxxopts::value<int64_t>()->default_value("2048"))
+        ("intermediate", "random model intermediate_size", cxxopts::value<int64_t>()->default_value("5632"))
+        ("heads", "random model num_attention_heads", cxxopts::value<int64_t>()->default_value("32"))
+        ("kv-heads", "random model num_key_value_heads", cxxopts::value<int64_t>()->default_value("4"))
+        ("layers", "random model num_hidden_layers", cxxopts::value<int64_t>()->default_value("2"))
+        ("vocab", "random model vocab_size", cxxopts::value<int64_t>()->default_value("32000"))
+        ("seq", "random model tokens per row", cxxopts::value<int64_t>()->default_value("2048"))
+        ("batch", "random model rows per step", cxxopts::value<int64_t>()->default_value("1"))
+        ("steps", "timed steps per model (the first is a warm-up when > 1)", cxxopts::value<int64_t>()->default_value("3"))
+        ("wbits", "weight bits of the fake-quant proxy (per-row symmetric)", cxxopts::value<int>()->default_value("4"))
+        ("lr", "Cayley SGD learning rate (constant)", cxxopts::value<double>()->default_value("1.5"))
+        ("momentum", "Cayley SGD momentum", cxxopts::value<double>()->default_value("0.9"))
+        ("dtype", "training dtype: f32 or bf16", cxxopts::value<std::string>()->default_value("f32"))
+        ("device", "cpu, cuda or auto", cxxopts::value<std::string>()->default_value("cpu"))
+        ("threads", "CPU threads (0: all cores), also given to the baseline", cxxopts::value<int>()->default_value("0"))
+        ("gemm-size", "square GEMM size for the peak (0: skip)", cxxopts::value<int64_t>()->default_value("4096"))
+        ("gemm-reps", "GEMM repetitions (best counts)", cxxopts::value<int>()->default_value("3"))
+        ("baseline", "baseline script (empty: no baseline)", cxxopts::value<std::string>()->default_value(""))
+        ("python", "python interpreter for the baseline", cxxopts::value<std::string>()->default_value("/usr/bin/python3"))
+        ("seed", "seed of weights, ids and rotations", cxxopts::value<uint64_t>()->default_value("0"))
+        ("out", "also write the JSON to this file", cxxopts::value<std::string>()->default_value(""));
+    auto a = cli::parse(options, argc, argv);
+    Settings s;
+    s.dtype = cli::parse_dtype(a["dtype"].as<std::string>());
+    SPIN_CHECK(s.dtype != torch::kFloat64, "spin-bench: --dtype must be f32 or bf16");
+    s.device = cli::parse_device(a["device"].as<std::string>());
+    s.weight.bits = a["wbits"].as<int>();
+    s.lr = a["lr"].as<double>();
+    s.momentum = a["momentum"].as<double>();
+    s.steps = a["steps"].as<int64_t>();
+    SPIN_CHECK(s.steps >= 1, "spin-bench: --steps must be at least 1");
+    s.threads = a["threads"].as<int>();
+    s.baseline = a["baseline"].as<std::string>();
+    s.python = a["python"].as<std::string>();
+    s.work_dir = (fs::temp_directory_path() / cat("spin-bench-", getpid())).string();
+    const uint64_t seed = a["seed"].as<uint64_t>();
+    cli::set_threads(s.threads);
+    fs::create_directories(s.work_dir);
+
+    json result = {{"threads", at::get_num_threads()}, {"device", s.device.str()}, {"torch", TORCH_VERSION},
+                   {"wbits", s.weight.bits}, {"steps", s.steps}};
+    json peak = json::object();
+    if (const int64_t n = a["gemm-size"].as<int64_t>(); n > 0) {
+      for (auto dt : {torch::kFloat32, torch::kBFloat16}) {
+        peak[dtype_name(dt)] = gemm_gflops(n, dt, s.device, a["gemm-reps"].as<int>());
+        std::cerr << "GEMM " << n << " " << dtype_name(dt) << ": " << peak[dtype_name(dt)].get<double>() << " GFLOP/s"
+                  << std::endl;
+      }
+      result["gemm_size"] = n;
+    }
+    result["gemm_peak_gflops"] = peak;
+
+    RotationConfig rc;
+    rc.r1 = rc.r2 = true;
+    rc.seed = seed;
+    auto make = [&](const std::string& name, const ModelConfig& c, const ModelWeights& weights, int64_t batch,
+                    int64_t seq) {
+      Workload w{name, c, map_weights(c, rotation_base(c, weights, rc),
+                                      [&](const torch::Tensor& t) { return t.to(s.device, s.dtype); }),
+                 init_rotations(c, rc), {}};
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + 7);
+      w.ids = at::randint(c.vocab_size, {batch, seq}, gen, torch::kInt64);
+      return w;
+    };
+    json models = json::array();
+    std::stringstream list(a["models"].as<std::string>());
+    for (std::string m; std::getline(list, m, ',');) {
+      if (m == "stories") {
+        const Workload w = [&] {
+          const Checkpoint ck = load_checkpoint(a["stories"].as<std::string>());
+          return make("stories260K", ck.config, ck.weights, a["stories-batch"].as<int64_t>(),
+                      a["stories-seq"].as<int64_t>());
+        }();
+        models.push_back(bench_workload(w, s, peak));
+      } else if (m == "random") {
+        const int64_t seq = a["seq"].as<int64_t>();
+        const ModelConfig c = parse_model_config(
+            random_llama_json(a["hidden"].as<int64_t>(), a["intermediate"].as<int64_t>(), a["heads"].as<int64_t>(),
+                              a["kv-heads"].as<int64_t>(), a["layers"].as<int64_t>(), a["vocab"].as<int64_t>(), seq),
+            "spin-bench random model");
+        const Workload w = make("random-llama", c, random_weights(c, seed), a["batch"].as<int64_t>(), seq);
+        models.push_back(bench_workload(w, s, peak));
+      } else {
+        fail("spin-bench: --models: unknown model '", m, "' (expected stories or random)");
+      }
+    }
+    result["models"] = models;
+    fs::remove_all(s.work_dir);
+    const std::string text = result.dump(2) + "\n";
+    if (const std::string out = a["out"].as<std::string>(); !out.empty()) write_text_atomic(out, text);
+    std::cout << text;
+    return 0;
+  });
+}

@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""Hyperparameter sweeps over spintrain: a JSON grid -> runs -> one CSV -> PNG plots.
+
+usage: experiments/sweep.py GRID.json --out DIR [--jobs N] [--threads T] [--bin build/bin]
+
+GRID.json = {"base": {<spintrain options>}, "grid": {"lr": [0.1, 1.5], "seed": [0, 1, 2], ...}}
+Every combination of the grid values is one run, merged over "base" (keys as in spintrain --help).
+A run whose results file exists is skipped, so an interrupted sweep resumes where it stopped.
+Outputs: DIR/runs/<name>/{config.json, model/, log.jsonl, stdout.txt}, DIR/results.csv,
+DIR/loss_curves.png, DIR/eval_nll.png (mean and min-max over seeds), DIR/orth_err.png.
+"""
+import argparse
+import concurrent.futures
+import csv
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def run_name(point):
+    return "_".join(f"{k}={v}" for k, v in point.items()).replace("/", "-").replace(",", "+")
+
+
+def points(grid):
+    keys = list(grid)
+    for values in itertools.product(*(grid[k] for k in keys)):
+        yield dict(zip(keys, values))
+
+
+def run_one(args, base, point):
+    d = os.path.join(args.out, "runs", run_name(point))
+    results = os.path.join(d, "model", "spintrain_results.json")
+    if os.path.exists(results):
+        return point, d, "skipped"
+    os.makedirs(d, exist_ok=True)
+    cfg = dict(base, **point)
+    cfg.update({"out": os.path.join(d, "model"), "log": os.path.join(d, "log.jsonl"), "threads": args.threads,
+                "quiet": True})
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    with open(os.path.join(d, "stdout.txt"), "w") as out:
+        rc = subprocess.call([os.path.join(args.bin, "spintrain"), "--config", os.path.join(d, "config.json")],
+                             stdout=out, stderr=subprocess.STDOUT)
+    return point, d, "ok" if rc == 0 else f"failed (rc {rc}, see {d}/stdout.txt)"
+
+
+def read_log(d):
+    steps = []
+    with open(os.path.join(d, "log.jsonl")) as f:
+        for line in f:
+            rec = json.loads(line)
+            if "step" in rec:
+                steps.append(rec)
+    return steps
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("grid")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--bin", default="build/bin")
+    args = ap.parse_args()
+    spec = json.load(open(args.grid))
+    base, grid = spec.get("base", {}), spec["grid"]
+    todo = list(points(grid))
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        for point, d, status in pool.map(lambda p: run_one(args, base, p), todo):
+            print(f"{run_name(point)}: {status}", flush=True)
+
+    rows, curves = [], {}
+    for point in todo:
+        d = os.path.join(args.out, "runs", run_name(point))
+        path = os.path.join(d, "model", "spintrain_results.json")
+        if not os.path.exists(path):
+            continue
+        res = json.load(open(path))
+        row = dict(point)
+        row["final_loss"] = res["final_loss"]
+        row["orth_err"] = res["orth_err"]
+        for e in res["eval"]:
+            key = e["name"].replace(" ", "_")
+            row[f"nll[{key}]"] = e["nll"]
+            row[f"ppl[{key}]"] = e["ppl"]
+            row[f"kl[{key}]"] = e.get("kl")
+        rows.append(row)
+        curves[run_name(point)] = read_log(d)
+    if not rows:
+        sys.exit("sweep: no finished runs")
+    fields = sorted({k for r in rows for k in r}, key=lambda k: (k not in grid, k))
+    with open(os.path.join(args.out, "results.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+    for metric, fname in (("loss", "loss_curves.png"), ("orth_err", "orth_err.png")):
+        plt.figure(figsize=(8, 5))
+        for name, recs in curves.items():
+            plt.plot([r["step"] for r in recs], [r[metric] for r in recs], label=name, lw=1)
+        plt.xlabel("step")
+        plt.ylabel(metric)
+        if metric == "orth_err":
+            plt.yscale("log")
+        plt.legend(fontsize=6)
+        plt.tight_layout()
+        plt.savefig(os.path.join(args.out, fname), dpi=120)
+        plt.close()
+
+    # Eval NLL per configuration (all grid keys but the seed), mean and min-max over seeds.
+    group_keys = [k for k in grid if k != "seed"]
+    groups = {}
+    for r in rows:
+        groups.setdefault(tuple((k, r[k]) for k in group_keys), []).append(r)
+    names = [k for k in fields if k.startswith("nll[")]
+    plt.figure(figsize=(max(6, 1.2 * len(groups)), 5))
+    width = 0.8 / len(names)
+    for i, n in enumerate(names):
+        means, lo, hi = [], [], []
+        for g in groups.values():
+            vals = [r[n] for r in g if r.get(n) is not None]
+            m = statistics.mean(vals)
+            means.append(m)
+            lo.append(m - min(vals))
+            hi.append(max(vals) - m)
+        xs = [j + i * width for j in range(len(groups))]
+        plt.bar(xs, means, width, yerr=[lo, hi], capsize=3, label=n[4:-1])
+    plt.xticks([j + 0.4 - width / 2 for j in range(len(groups))],
+               ["\n".join(f"{k}={v}" for k, v in g) for g in groups], fontsize=7)
+    plt.ylabel("eval NLL (nats/token), mean and min-max over seeds")
+    plt.legend(fontsize=7)
+    plt.tight_layout()
+    plt.savefig(os.path.join(args.out, "eval_nll.png"), dpi=120)
+    plt.close()
+    print(f"wrote {args.out}/results.csv and plots")
+
+
+if __name__ == "__main__":
+    main()
