@@ -166,22 +166,19 @@ struct Trainer {
     SPIN_CHECK(fs::exists(state_file()), state_file().string(), ": no training state to resume from");
     torch::serialize::InputArchive a, o;
     a.load_from(state_file().string());
-    torch::Tensor t;
-    a.read("config_json", t);
-    const std::string saved(static_cast<const char*>(t.data_ptr()), t.numel());
+    auto read = [&](const std::string& key) {
+      torch::Tensor t;  // a fresh tensor per key: read() into a defined tensor would alias its storage
+      a.read(key, t);
+      return t;
+    };
+    torch::Tensor keys = read("config_json");
+    const std::string saved(static_cast<const char*>(keys.data_ptr()), keys.numel());
     SPIN_CHECK(nlohmann::json::parse(saved) == result_keys(), state_file().string(),
                ": the training state was made with different options: ", saved);
-    a.read("next_step", t);
-    start_step = t.item<int64_t>();
+    start_step = read("next_step").item<int64_t>();
     torch::NoGradGuard g;
-    if (params.r1.defined()) {
-      a.read("r1", t);
-      params.r1.copy_(t);
-    }
-    for (size_t i = 0; i < params.r2.size(); ++i) {
-      a.read(cat("r2.", i), t);
-      params.r2[i].copy_(t);
-    }
+    if (params.r1.defined()) params.r1.copy_(read("r1"));
+    for (size_t i = 0; i < params.r2.size(); ++i) params.r2[i].copy_(read(cat("r2.", i)));
     a.read("optimizer", o);
     opt->load(o);
   }
