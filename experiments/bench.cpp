@@ -136,6 +136,16 @@ struct Settings {
   std::string baseline, python, work_dir;
 };
 
+// Removes the exchange-file directory however the run ends.
+struct ScratchDir {
+  fs::path path;
+  explicit ScratchDir(fs::path p) : path(std::move(p)) { fs::create_directories(path); }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
 const char* dtype_name(torch::ScalarType t) { return t == torch::kBFloat16 ? "bf16" : t == torch::kFloat64 ? "f64" : "f32"; }
 
 // Phase names in step order; a step record holds "<phase>_s" for each plus "total_s" and "loss".
@@ -364,10 +374,10 @@ int main(int argc, char** argv) {
     s.threads = a["threads"].as<int>();
     s.baseline = a["baseline"].as<std::string>();
     s.python = a["python"].as<std::string>();
-    s.work_dir = (fs::temp_directory_path() / cat("spin-bench-", getpid())).string();
+    const ScratchDir scratch(fs::temp_directory_path() / cat("spin-bench-", getpid()));
+    s.work_dir = scratch.path.string();
     const uint64_t seed = a["seed"].as<uint64_t>();
     cli::set_threads(s.threads);
-    fs::create_directories(s.work_dir);
 
     json result = {{"threads", at::get_num_threads()}, {"device", s.device.str()}, {"torch", TORCH_VERSION},
                    {"wbits", s.weight.bits}, {"steps", s.steps}};
@@ -417,7 +427,6 @@ int main(int argc, char** argv) {
       }
     }
     result["models"] = models;
-    fs::remove_all(s.work_dir);
     const std::string text = result.dump(2) + "\n";
     if (const std::string out = a["out"].as<std::string>(); !out.empty()) write_text_atomic(out, text);
     std::cout << text;

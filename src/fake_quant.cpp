@@ -18,8 +18,13 @@ namespace {
 torch::Tensor dequantized(const torch::Tensor& x, const QuantSpec& spec, int64_t g) {
   torch::NoGradGuard no_grad;
   const int64_t n = x.size(-1);
-  // [..., n] -> [rows, groups, g]; statistics in float32 even for bf16 inputs.
-  torch::Tensor xg = x.to(torch::kFloat32).reshape({-1, n / g, g});
+  const int64_t padded = (n + g - 1) / g * g;
+  // [..., n] -> [rows, groups, g]; statistics in float32 even for bf16 inputs. When g does not divide
+  // n, zero padding makes the last group shorter: zeros change neither max|x| nor the range
+  // [min(x, 0), max(x, 0)], so the result is exactly that of a short last group.
+  torch::Tensor xf = x.to(torch::kFloat32).reshape({-1, n});
+  if (padded != n) xf = torch::constant_pad_nd(xf, {0, padded - n});
+  torch::Tensor xg = xf.reshape({-1, padded / g, g});
   torch::Tensor deq;
   if (spec.asym) {
     const double qmax = std::pow(2.0, spec.bits) - 1;
@@ -33,7 +38,7 @@ torch::Tensor dequantized(const torch::Tensor& x, const QuantSpec& spec, int64_t
     torch::Tensor scale = (xg.abs().amax(-1, true) * spec.clip / qmax).clamp_min(1e-8);
     deq = torch::clamp(torch::round(xg / scale), -qmax - 1, qmax) * scale;
   }
-  return deq.reshape(x.sizes()).to(x.scalar_type());
+  return deq.reshape({-1, padded}).narrow(1, 0, n).reshape(x.sizes()).to(x.scalar_type());
 }
 
 }  // namespace
@@ -45,7 +50,6 @@ torch::Tensor fake_quant(const torch::Tensor& x, const QuantSpec& spec) {
   SPIN_CHECK(spec.clip > 0 && spec.clip <= 1, "quantization: clip ratio must be in (0, 1], got ", spec.clip);
   const int64_t n = x.size(-1);
   const int64_t g = spec.groupsize > 0 && spec.groupsize < n ? spec.groupsize : n;
-  SPIN_CHECK(n % g == 0, "quantization: groupsize ", g, " does not divide the dimension ", n);
   torch::Tensor deq = dequantized(x.detach(), spec, g);
   // Straight-through: the value of deq, the gradient of x.
   return x.requires_grad() ? x + (deq - x.detach()) : deq;

@@ -1,6 +1,7 @@
 // Round-to-nearest (RTN) fake quantization with a straight-through estimator.
 //
-// fake_quant(x, spec) quantizes x along its last dimension in groups of spec.groupsize (0 = the whole
+// fake_quant(x, spec) quantizes x along its last dimension in groups of spec.groupsize (the last group
+// is shorter when groupsize does not divide the dimension; 0 or >= the dimension = the whole
 // last dimension: per output channel for a weight [out, in], per token for an activation [.., hidden],
 // per head for K/V [.., head_dim]) and dequantizes back to x's dtype. The backward pass is the identity
 // (straight-through), so gradients reach whatever produced x (e.g. a rotation applied to a weight).
