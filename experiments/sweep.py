@@ -3,10 +3,16 @@
 
 usage: experiments/sweep.py GRID.json --out DIR [--jobs N] [--threads T] [--bin build/bin]
 
-GRID.json = {"base": {<spintrain options>}, "grid": {"lr": [0.1, 1.5], "seed": [0, 1, 2], ...}}
+GRID.json = {"base": {<spintrain options>}, "grid": {"lr": [0.1, 1.5], "seed": [0, 1, 2], ...},
+             "gptq": {<spin-gptq options>}}            (the "gptq" section is optional)
 Every combination of the grid values is one run, merged over "base" (keys as in spintrain --help).
+With a "gptq" section each run is followed by downstream GPTQ (spin-gptq --format fake, weight bits and
+group size from "base" unless given) of two models, both then evaluated by spin-eval on the run's
+eval-data with the run's activation/KV quantization and KL to the float model:
+  "gptq + learned": the exported spintrain model;
+  "gptq + <init> init": the same rotations' starting point, made by spin-rotate (same init, seed, R3/R4).
 A run whose results file exists is skipped, so an interrupted sweep resumes where it stopped.
-Outputs: DIR/runs/<name>/{config.json, model/, log.jsonl, stdout.txt}, DIR/results.csv,
+Outputs: DIR/runs/<name>/{config.json, model/, log.jsonl, stdout.txt, gptq.json}, DIR/results.csv,
 DIR/loss_curves.png, DIR/eval_nll.png (mean and min-max over seeds), DIR/orth_err.png.
 """
 import argparse
@@ -52,6 +58,61 @@ def run_one(args, base, point):
     return point, d, "ok" if rc == 0 else f"failed (rc {rc}, see {d}/stdout.txt)"
 
 
+# spintrain options that spin-eval shares (activation and KV-cache fake quantization).
+EVAL_KEYS = ("abits", "a-groupsize", "a-asym", "a-clip", "kbits", "vbits", "kv-groupsize", "kv-asym")
+
+
+def flags(options):
+    """{"wbits": 4, "sym": True, "x": False} -> ["--wbits", "4", "--sym"]."""
+    out = []
+    for k, v in options.items():
+        if v is True:
+            out.append(f"--{k}")
+        elif v is not False:
+            out += [f"--{k}", str(v)]
+    return out
+
+
+def run_gptq(args, gptq, d):
+    """Downstream GPTQ of the learned model and of its starting rotations; results in d/gptq.json."""
+    results = os.path.join(d, "gptq.json")
+    if os.path.exists(results):
+        return "skipped"
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    log = open(os.path.join(d, "gptq_stdout.txt"), "w")
+
+    def call(tool, *argv):
+        rc = subprocess.call([os.path.join(args.bin, tool), *argv, "--threads", str(args.threads)],
+                             stdout=log, stderr=subprocess.STDOUT)
+        if rc != 0:
+            raise RuntimeError(f"{tool} failed (rc {rc}, see {d}/gptq_stdout.txt)")
+
+    rotations = "r1,r2" + (",r3" if cfg.get("r3") else "") + (",r4" if cfg.get("r4") else "")
+    init = cfg.get("init", "random-hadamard")
+    call("spin-rotate", "--model", cfg["model"], "--out", os.path.join(d, "init"), "--rotations", rotations,
+         "--init", init, "--seed", str(cfg.get("seed", 0)))
+    gopt = {"wbits": cfg.get("wbits", 4), "groupsize": cfg.get("groupsize", 0), "sym": not cfg.get("w-asym", False)}
+    gopt.update(gptq)
+    eval_flags = flags({k: cfg[k] for k in EVAL_KEYS if k in cfg})
+    table = []
+    for name, model in ((f"gptq + {init} init", "init"), ("gptq + learned", "model")):
+        q = os.path.join(d, f"{model}_gptq")
+        call("spin-gptq", "--model", os.path.join(d, model), "--calib", cfg["calib"], "--out", q,
+             "--format", "fake", "--quiet", *flags(gopt))
+        out = os.path.join(d, f"{model}_gptq_eval.json")
+        with open(out, "w") as f:
+            rc = subprocess.call([os.path.join(args.bin, "spin-eval"), "--model", q, "--data", cfg["eval-data"],
+                                  "--reference", cfg["model"], "--json", "--threads", str(args.threads),
+                                  *eval_flags], stdout=f, stderr=log)
+        if rc != 0:
+            raise RuntimeError(f"spin-eval failed (rc {rc}, see {d}/gptq_stdout.txt)")
+        table.append(dict(json.load(open(out)), name=name))
+    with open(results + ".tmp", "w") as f:
+        json.dump(table, f, indent=2)
+    os.replace(results + ".tmp", results)
+    return "ok"
+
+
 def read_log(d):
     steps = []
     with open(os.path.join(d, "log.jsonl")) as f:
@@ -73,8 +134,18 @@ def main():
     spec = json.load(open(args.grid))
     base, grid = spec.get("base", {}), spec["grid"]
     todo = list(points(grid))
+
+    def run_point(p):
+        point, d, status = run_one(args, base, p)
+        if "gptq" in spec and not status.startswith("failed"):
+            try:
+                status += ", gptq " + run_gptq(args, spec["gptq"], d)
+            except RuntimeError as e:
+                status += f", gptq failed: {e}"
+        return point, status
+
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        for point, d, status in pool.map(lambda p: run_one(args, base, p), todo):
+        for point, status in pool.map(run_point, todo):
             print(f"{run_name(point)}: {status}", flush=True)
 
     rows, curves = [], {}
@@ -87,7 +158,8 @@ def main():
         row = dict(point)
         row["final_loss"] = res["final_loss"]
         row["orth_err"] = res["orth_err"]
-        for e in res["eval"]:
+        gptq_path = os.path.join(d, "gptq.json")
+        for e in res["eval"] + (json.load(open(gptq_path)) if os.path.exists(gptq_path) else []):
             key = e["name"].replace(" ", "_")
             row[f"nll[{key}]"] = e["nll"]
             row[f"ppl[{key}]"] = e["ppl"]

@@ -10,6 +10,8 @@ struct EvalResult {
   double ppl = 0;      // exp(nll)
   double kl = -1;      // mean KL(reference || model) per token; -1 when no reference
   int64_t tokens = 0;  // predicted tokens (rows × (T − 1))
+  double seconds = 0;  // wall time of the model's forwards and NLL (not the reference's)
+  double tokens_per_s = 0;  // forward throughput: input tokens (rows × T) / seconds
   nlohmann::json to_json() const;
 };
 

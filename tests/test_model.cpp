@@ -36,16 +36,18 @@ TEST_F(Stories, ConfigAndTiedEmbeddings) {
   EXPECT_TRUE(ck->weights.lm_head.is_same(ck->weights.embed_tokens));
 }
 
-// Runs the forward in `dtype` on two eval rows and compares with tests/reference/llama_forward.py (float64).
-int compare_with_reference(const Checkpoint& ck, const torch::Tensor& batch, torch::ScalarType dtype, double tol) {
+// Runs the forward in `dtype` on two eval rows and compares with tests/reference/llama_forward.py computing
+// in `ref_dtype` ("f64" or "f32").
+int compare_with_reference(const Checkpoint& ck, const torch::Tensor& batch, torch::ScalarType dtype, double tol,
+                           const std::string& ref_dtype = "f64") {
   ModelWeights w = map_weights(ck.config, ck.weights, [&](const torch::Tensor& t) { return t.to(dtype); });
   torch::NoGradGuard g;
   torch::Tensor logits = lm_logits(w, forward_hidden(ck.config, w, batch, {})).to(torch::kFloat64);
-  auto dir = test::scratch(std::string("model_reference_") + c10::toString(dtype));
+  auto dir = test::scratch(std::string("model_reference_") + c10::toString(dtype) + "_vs_" + ref_dtype);
   save_safetensors((dir / "io.safetensors").string(), {{"ids", batch}, {"logits", logits}});
   const std::string cmd = "/usr/bin/python3 " + (test::root() / "tests/reference/llama_forward.py").string() + " " +
                           test::asset("models/stories260K").string() + " " + (dir / "io.safetensors").string() + " " +
-                          std::to_string(tol);
+                          std::to_string(tol) + " " + ref_dtype;
   return test::run(cmd, dir / "log.txt");
 }
 
@@ -54,9 +56,17 @@ TEST_F(Stories, F64LogitsMatchPythonReference) {
   EXPECT_EQ(compare_with_reference(*ck, ids->narrow(0, 0, 2), torch::kFloat64, 1e-9), 0);
 }
 
-// Float32 over 2 x 512 positions: measured max |diff| 1.1e-4 against the float64 reference (f32 rounding
-// through 5 layers on logits of magnitude ~15).
+// Float32 against the reference computing in float32 as HF does: the same arithmetic up to summation
+// order, yet measured max |diff| 1.7e-4 — two float32 implementations disagree by more than either does
+// with float64 (1.1e-4, below), so a 1e-4 bound on float32 logits of magnitude ~15 is below float32's
+// own noise here; the float64 test above pins the mathematics at 1e-9.
 TEST_F(Stories, F32LogitsMatchPythonReference) {
+  EXPECT_EQ(compare_with_reference(*ck, ids->narrow(0, 0, 2), torch::kFloat32, 2.5e-4, "f32"), 0);
+}
+
+// Float32 against the float64 reference over 2 x 512 positions: measured max |diff| 1.1e-4 (f32 rounding
+// through 5 layers on logits of magnitude ~15), so this bounds our float32 error, not the mathematics.
+TEST_F(Stories, F32LogitsNearFloat64Reference) {
   EXPECT_EQ(compare_with_reference(*ck, ids->narrow(0, 0, 2), torch::kFloat32, 2e-4), 0);
 }
 

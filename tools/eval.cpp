@@ -68,7 +68,8 @@ int main(int argc, char** argv) {
     } else {
       std::cout << "nll " << res.nll << "  ppl " << res.ppl << "  tokens " << res.tokens;
       if (res.kl >= 0) std::cout << "  kl " << res.kl;
-      std::cout << "  [" << q.describe() << "]" << std::endl;
+      std::cout << "  [" << q.describe() << "]  " << static_cast<int64_t>(res.tokens_per_s) << " tokens/s"
+                << std::endl;
     }
     return 0;
   });

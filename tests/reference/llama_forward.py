@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """Independent reference for the C++ forward: a plain PyTorch Llama written from the HF definition.
 
-usage: llama_forward.py MODEL_DIR IDS_AND_LOGITS.safetensors TOLERANCE
-Reads tensors "ids" [B, T] (int64) and "logits" [B, T, V] (float32, from the C++ forward) from the
-second file, recomputes the logits here in float64 and exits 1 if max |diff| > TOLERANCE.
+usage: llama_forward.py MODEL_DIR IDS_AND_LOGITS.safetensors TOLERANCE [f64|f32]
+Reads tensors "ids" [B, T] (int64) and "logits" [B, T, V] (from the C++ forward) from the second
+file, recomputes the logits here in float64 (default) or float32 (weights, activations and the RoPE
+tables in float32, as HF transformers computes them) and exits 1 if max |diff| > TOLERANCE.
 Prints: max_abs_diff=<x> nll=<mean next-token NLL of the reference>.
 """
 import json
@@ -44,17 +45,17 @@ def rotate_half(x):
     return torch.cat([-x[..., h:], x[..., :h]], -1)
 
 
-def forward(cfg, W, ids):
+def forward(cfg, W, ids, dtype):
     H, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     nkv = cfg.get("num_key_value_heads", nh)
     hd = cfg.get("head_dim", H // nh)
     eps = cfg["rms_norm_eps"]
     B, T = ids.shape
-    inv = 1.0 / (cfg.get("rope_theta", 10000.0) ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
-    ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]
+    inv = 1.0 / (cfg.get("rope_theta", 10000.0) ** (torch.arange(0, hd, 2, dtype=dtype) / hd))
+    ang = torch.arange(T, dtype=dtype)[:, None] * inv[None, :]
     cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
     x = W["model.embed_tokens.weight"][ids]
-    mask = torch.full((T, T), float("-inf"), dtype=torch.float64).triu(1)
+    mask = torch.full((T, T), float("-inf"), dtype=dtype).triu(1)
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         h = rms_norm(x, W[p + "input_layernorm.weight"], eps)
@@ -77,12 +78,13 @@ def forward(cfg, W, ids):
 
 def main():
     model_dir, io_path, tol = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    dtype = {"f64": torch.float64, "f32": torch.float32}[sys.argv[4] if len(sys.argv) > 4 else "f64"]
     cfg = json.load(open(f"{model_dir}/config.json"))
-    W = {k: v.double() for k, v in read_safetensors(f"{model_dir}/model.safetensors").items()}
+    W = {k: v.to(dtype) for k, v in read_safetensors(f"{model_dir}/model.safetensors").items()}
     io = read_safetensors(io_path)
     ids, logits = io["ids"].long(), io["logits"].double()
     with torch.no_grad():
-        ref = forward(cfg, W, ids)
+        ref = forward(cfg, W, ids, dtype).double()
     diff = (ref - logits).abs().max().item()
     nll = torch.nn.functional.cross_entropy(ref[:, :-1].reshape(-1, ref.shape[-1]), ids[:, 1:].reshape(-1)).item()
     print(f"max_abs_diff={diff:.3e} nll={nll:.6f}")
