@@ -46,7 +46,7 @@ const std::vector<Option>& option_table() {
       {"init", Type::Text, "random-hadamard", "rotation", "hadamard, random-hadamard, random or identity"},
       {"seed", Type::Int, "0", "rotation", "seed of the initial rotations and the data order"},
       {"optimizer", Type::Text, "cayley-sgd", "optimization", "cayley-sgd or cayley-adam"},
-      {"lr", Type::Float, "1.5", "optimization", "learning rate of the rotations"},
+      {"lr", Type::Float, "0.5", "optimization", "learning rate of the rotations (0.5 beat SpinQuant's 1.5: docs/RESULTS.md)"},
       {"momentum", Type::Float, "0.9", "optimization", "Cayley SGD momentum / Cayley Adam beta1"},
       {"schedule", Type::Text, "cosine", "optimization", "constant, linear, cosine or step"},
       {"warmup", Type::Int, "0", "optimization", "linear warmup steps"},
