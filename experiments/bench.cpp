@@ -29,6 +29,7 @@
 #include "src/atomic_file.h"
 #include "src/check.h"
 #include "src/checkpoint.h"
+#include "src/grad_leaves.h"
 #include "src/cli.h"
 #include "src/quantize_weights.h"
 #include "src/rotated_checkpoint.h"
@@ -103,15 +104,6 @@ ModelWeights random_weights(const ModelConfig& c, uint64_t seed) {
   return w;
 }
 
-// Pointers to every defined tensor of `w` in a fixed order.
-std::vector<torch::Tensor*> slots(const ModelConfig& c, ModelWeights& w) {
-  std::vector<torch::Tensor*> out;
-  for_each_slot(c, w, [&](const std::string&, torch::Tensor& t) {
-    if (t.defined()) out.push_back(&t);
-  });
-  return out;
-}
-
 int64_t numel_sum(std::initializer_list<const torch::Tensor*> ts) {
   int64_t n = 0;
   for (const torch::Tensor* t : ts) n += t->numel();
@@ -183,22 +175,13 @@ json run_steps(const Workload& w, const Settings& s) {
     lap(0, t0);
     ModelWeights wq = fake_quant_weights(rotated, s.weight);
     lap(1, t0);
-    ModelWeights leaves = map_weights(mc, wq, [](const torch::Tensor& x) {
-      return x.requires_grad() ? x.detach().requires_grad_(true) : x;
-    });
+    ModelWeights leaves = grad_leaves(mc, wq);
     torch::Tensor loss = losses::next_token_nll(lm_logits(leaves, forward_hidden(mc, leaves, ids, {})), ids);
     const double loss_value = loss.item<double>();
     lap(2, t0);
     loss.backward();
     lap(3, t0);
-    std::vector<torch::Tensor> outs, grads;
-    auto out_slots = slots(mc, wq), leaf_slots = slots(mc, leaves);
-    for (size_t i = 0; i < out_slots.size(); ++i)
-      if (out_slots[i]->requires_grad() && leaf_slots[i]->grad().defined()) {
-        outs.push_back(*out_slots[i]);
-        grads.push_back(leaf_slots[i]->grad());
-      }
-    torch::autograd::backward(outs, grads);
+    backward_from_leaves(mc, wq, leaves);
     lap(4, t0);
     opt.step();
     lap(5, t0);

@@ -13,6 +13,7 @@
 #include "src/atomic_file.h"
 #include "src/check.h"
 #include "src/evaluate.h"
+#include "src/grad_leaves.h"
 #include "src/quantize_weights.h"
 
 namespace fs = std::filesystem;
@@ -56,15 +57,6 @@ class BatchStream {
   int64_t epoch_ = -1;
   std::vector<int64_t> perm_;
 };
-
-// Pointers to every tensor of `w` in a fixed order (for leaf/gradient bookkeeping).
-std::vector<torch::Tensor*> slots(const ModelConfig& c, ModelWeights& w) {
-  std::vector<torch::Tensor*> out;
-  for_each_slot(c, w, [&](const std::string&, torch::Tensor& t) {
-    if (t.defined()) out.push_back(&t);
-  });
-  return out;
-}
 
 std::string format_seconds(double s) {
   const int64_t t = static_cast<int64_t>(s + 0.5);
@@ -189,9 +181,7 @@ struct Trainer {
     ModelWeights wq = fake_quant_weights(rotate_weights(mc, base, params), cfg.weight);
     // Detached leaves: every micro-batch's backward stops here, so the rotation and quantization of the
     // weights run once per step whatever grad_accum is.
-    ModelWeights leaves = map_weights(mc, wq, [](const torch::Tensor& t) {
-      return t.requires_grad() ? t.detach().requires_grad_(true) : t;
-    });
+    ModelWeights leaves = grad_leaves(mc, wq);
     double total = 0;
     for (int64_t m = 0; m < cfg.grad_accum; ++m) {
       torch::Tensor batch = data.batch(step_index * cfg.grad_accum + m).to(cfg.device);
@@ -202,14 +192,7 @@ struct Trainer {
       loss.backward();
       total += value;
     }
-    std::vector<torch::Tensor> outs, grads;
-    auto out_slots = slots(mc, wq), leaf_slots = slots(mc, leaves);
-    for (size_t i = 0; i < out_slots.size(); ++i)
-      if (out_slots[i]->requires_grad() && leaf_slots[i]->grad().defined()) {
-        outs.push_back(*out_slots[i]);
-        grads.push_back(leaf_slots[i]->grad());
-      }
-    torch::autograd::backward(outs, grads);
+    backward_from_leaves(mc, wq, leaves);
     opt->set_lr_factor(schedule.factor(step_index));
     opt->step();
     return total / cfg.grad_accum;
