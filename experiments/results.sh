@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The docs/RESULTS.md table: the two final sweeps (3 seeds each, with downstream GPTQ), then one table
-# and the plots copied to docs/results/. Resumable (finished runs are skipped). ~25 min on 2 cores.
+# and the plots copied to docs/results/. Resumable (finished runs are skipped). The 50-step version took
+# ~25 min on 2 cores; the current 100-step configs take longer (not yet timed end to end).
 # usage: experiments/results.sh [OUT_DIR]   (default out/)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -79,34 +79,32 @@ def run_gptq(args, gptq, d):
     if os.path.exists(results):
         return "skipped"
     cfg = json.load(open(os.path.join(d, "config.json")))
-    log = open(os.path.join(d, "gptq_stdout.txt"), "w")
+    with open(os.path.join(d, "gptq_stdout.txt"), "w") as log:
 
-    def call(tool, *argv):
-        rc = subprocess.call([os.path.join(args.bin, tool), *argv, "--threads", str(args.threads)],
-                             stdout=log, stderr=subprocess.STDOUT)
-        if rc != 0:
-            raise RuntimeError(f"{tool} failed (rc {rc}, see {d}/gptq_stdout.txt)")
+        def call(tool, *argv, stdout=log):
+            rc = subprocess.call([os.path.join(args.bin, tool), *argv, "--threads", str(args.threads)],
+                                 stdout=stdout, stderr=log if stdout is not log else subprocess.STDOUT)
+            if rc != 0:
+                raise RuntimeError(f"{tool} failed (rc {rc}, see {d}/gptq_stdout.txt)")
 
-    rotations = "r1,r2" + (",r3" if cfg.get("r3") else "") + (",r4" if cfg.get("r4") else "")
-    init = cfg.get("init", "random-hadamard")
-    call("spin-rotate", "--model", cfg["model"], "--out", os.path.join(d, "init"), "--rotations", rotations,
-         "--init", init, "--seed", str(cfg.get("seed", 0)))
-    gopt = {"wbits": cfg.get("wbits", 4), "groupsize": cfg.get("groupsize", 0), "sym": not cfg.get("w-asym", False)}
-    gopt.update(gptq)
-    eval_flags = flags({k: cfg[k] for k in EVAL_KEYS if k in cfg})
-    table = []
-    for name, model in ((f"gptq + {init} init", "init"), ("gptq + learned", "model")):
-        q = os.path.join(d, f"{model}_gptq")
-        call("spin-gptq", "--model", os.path.join(d, model), "--calib", cfg["calib"], "--out", q,
-             "--format", "fake", "--quiet", *flags(gopt))
-        out = os.path.join(d, f"{model}_gptq_eval.json")
-        with open(out, "w") as f:
-            rc = subprocess.call([os.path.join(args.bin, "spin-eval"), "--model", q, "--data", cfg["eval-data"],
-                                  "--reference", cfg["model"], "--json", "--threads", str(args.threads),
-                                  *eval_flags], stdout=f, stderr=log)
-        if rc != 0:
-            raise RuntimeError(f"spin-eval failed (rc {rc}, see {d}/gptq_stdout.txt)")
-        table.append(dict(json.load(open(out)), name=name))
+        rotations = "r1,r2" + (",r3" if cfg.get("r3") else "") + (",r4" if cfg.get("r4") else "")
+        init = cfg.get("init", "random-hadamard")
+        call("spin-rotate", "--model", cfg["model"], "--out", os.path.join(d, "init"), "--rotations", rotations,
+             "--init", init, "--seed", str(cfg.get("seed", 0)))
+        gopt = {"wbits": cfg.get("wbits", 4), "groupsize": cfg.get("groupsize", 0),
+                "sym": not cfg.get("w-asym", False)}
+        gopt.update(gptq)
+        eval_flags = flags({k: cfg[k] for k in EVAL_KEYS if k in cfg})
+        table = []
+        for name, model in ((f"gptq + {init} init", "init"), ("gptq + learned", "model")):
+            q = os.path.join(d, f"{model}_gptq")
+            call("spin-gptq", "--model", os.path.join(d, model), "--calib", cfg["calib"], "--out", q,
+                 "--format", "fake", "--quiet", *flags(gopt))
+            out = os.path.join(d, f"{model}_gptq_eval.json")
+            with open(out, "w") as f:
+                call("spin-eval", "--model", q, "--data", cfg["eval-data"], "--reference", cfg["model"], "--json",
+                     *eval_flags, stdout=f)
+            table.append(dict(json.load(open(out)), name=name))
     with open(results + ".tmp", "w") as f:
         json.dump(table, f, indent=2)
     os.replace(results + ".tmp", results)

@@ -76,6 +76,8 @@ TEST_F(Stories, EvalNllMatchesKnownValue) {
   EXPECT_EQ(r.tokens, 64 * 511);
   EXPECT_NEAR(r.nll, 2.7524, 5e-4);
   EXPECT_NEAR(r.ppl, 15.68, 0.01);
+  EXPECT_GT(r.seconds, 0);
+  EXPECT_NEAR(r.tokens_per_s, ids->numel() / r.seconds, 1e-6 * r.tokens_per_s);
 }
 
 TEST_F(Stories, Bf16ForwardIsCloseToF32) {
