@@ -95,6 +95,8 @@ def run_gptq(args, gptq, d):
                 "sym": not cfg.get("w-asym", False)}
         gopt.update(gptq)
         eval_flags = flags({k: cfg[k] for k in EVAL_KEYS if k in cfg})
+        # The same rows and row length as spintrain's own eval table.
+        eval_flags += flags({"rows": cfg.get("eval-rows", -1), "seq-len": cfg.get("seq-len", -1)})
         table = []
         for name, model in ((f"gptq + {init} init", "init"), ("gptq + learned", "model")):
             q = os.path.join(d, f"{model}_gptq")

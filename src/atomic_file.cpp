@@ -1,9 +1,11 @@
 #include "src/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <fstream>
 
 #include "src/check.h"
@@ -28,11 +30,26 @@ fs::path parent_or_dot(const fs::path& path) {
   return path.has_parent_path() ? path.parent_path() : fs::path(".");
 }
 
+// Removes "<path>.tmp.<pid>" leftovers of writers that were killed (their pid no longer exists on
+// this machine), so SIGKILLed runs do not pile up half-written copies next to their outputs.
+void remove_stale_temps(const fs::path& path) {
+  const std::string prefix = path.filename().string() + ".tmp.";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(parent_or_dot(path), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string pid = name.substr(prefix.size());
+    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::kill(std::stoi(pid), 0) == -1 && errno == ESRCH) fs::remove_all(entry.path(), ec);
+  }
+}
+
 }  // namespace
 
 void write_file_atomic(const fs::path& path, const std::function<void(const fs::path&)>& write) {
   const fs::path tmp = temp_name(path);
   fs::create_directories(parent_or_dot(path));
+  remove_stale_temps(path);
   try {
     write(tmp);
     fsync_path(tmp);
@@ -56,6 +73,8 @@ void write_text_atomic(const fs::path& path, const std::string& contents) {
 void write_dir_atomic(const fs::path& dir, const std::function<void(const fs::path&)>& fill) {
   const fs::path tmp = temp_name(dir);
   std::error_code ec;
+  fs::create_directories(parent_or_dot(dir));
+  remove_stale_temps(dir);
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp);
   try {

@@ -2,7 +2,8 @@
 //
 // A file is written to "<path>.tmp.<pid>", fsync'ed and renamed over <path>; a directory is
 // assembled under "<dir>.tmp.<pid>" and swapped into place by rename. A crash at any moment
-// leaves either the previous complete output or the new one, never a half-written file.
+// leaves either the previous complete output or the new one, never a half-written file. Temporaries
+// left by killed writers (their pid gone) are removed by the next write of the same path.
 #pragma once
 
 #include <filesystem>

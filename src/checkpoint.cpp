@@ -8,6 +8,7 @@
 #include "src/atomic_file.h"
 #include "src/check.h"
 #include "src/json_input.h"
+#include "src/resources.h"
 #include "src/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -103,6 +104,9 @@ Checkpoint load_checkpoint(const fs::path& dir) {
 void save_checkpoint(const fs::path& dir, const ModelConfig& config, const ModelWeights& weights,
                      const SaveOptions& opt) {
   auto tensors = named_tensors(config, weights);
+  uint64_t bytes = 0;
+  for (const auto& [name, t] : tensors) bytes += t.numel() * torch::elementSize(opt.dtype);
+  require_disk(dir, bytes, "checkpoint export");
   write_dir_atomic(dir, [&](const fs::path& tmp) {
     if (!opt.copy_from.empty()) {
       for (const auto& entry : fs::directory_iterator(opt.copy_from)) {

@@ -4,6 +4,7 @@
 
 #include "src/atomic_file.h"
 #include "src/check.h"
+#include "src/resources.h"
 #include "src/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -139,6 +140,9 @@ void save_gptq_checkpoint(const fs::path& dir, const Checkpoint& source, const M
     tensors.emplace_back(prefix + ".scales", it->second.scales.cpu());
     tensors.emplace_back(prefix + ".g_idx", it->second.g_idx.cpu());
   }
+  uint64_t bytes = 0;
+  for (const auto& [name, t] : tensors) bytes += t.nbytes();
+  require_disk(dir, bytes, "GPTQ export");
   write_dir_atomic(dir, [&](const fs::path& tmp) {
     for (const auto& entry : fs::directory_iterator(source.dir)) {
       const std::string name = entry.path().filename().string();

@@ -49,6 +49,8 @@ const std::vector<Option>& option_table() {
       {"lr", Type::Float, "0.1", "optimization", "learning rate of the rotations (chosen by sweeps: docs/RESULTS.md)"},
       {"momentum", Type::Float, "0.9", "optimization", "Cayley SGD momentum / Cayley Adam beta1"},
       {"schedule", Type::Text, "cosine", "optimization", "constant, linear, cosine or step"},
+      {"reorth-threshold", Type::Float, "1e-4", "optimization",
+       "re-orthonormalise the rotations (with a logged warning) when max |R^T R - I| exceeds this"},
       {"warmup", Type::Int, "0", "optimization", "linear warmup steps"},
       {"steps", Type::Int, "100", "optimization", "optimizer steps"},
       {"batch-size", Type::Int, "8", "optimization", "rows per micro-batch"},
@@ -58,8 +60,12 @@ const std::vector<Option>& option_table() {
       {"threads", Type::Int, "0", "run", "CPU threads (0: all cores)"},
       {"dtype", Type::Text, "f32", "run", "training dtype: f32 or bf16 (export fuses in f64)"},
       {"device", Type::Text, "auto", "run", "cpu, cuda or auto"},
+      {"nproc", Type::Int, "1", "run", "data-parallel ranks to launch on this machine (or use torchrun's RANK/WORLD_SIZE/...)"},
+      {"dist-timeout", Type::Int, "300", "run", "seconds to wait for other ranks before failing"},
       {"save-every", Type::Int, "0", "run", "write a resumable training state every N steps (0: never)"},
       {"resume", Type::Bool, "false", "run", "continue from the training state in --state-dir"},
+      {"resource-check", Type::Bool, "true", "run",
+       "before training, fail if the export will not fit on disk or the job in memory (estimate)"},
       {"quiet", Type::Bool, "false", "run", "no progress lines"},
       {"skip-baselines", Type::Bool, "false", "run", "evaluate only the learned rotation (no float/RTN/init rows)"},
   };
@@ -189,8 +195,14 @@ TrainConfig train_config_from_json(const nlohmann::json& in, const std::string& 
   c.dtype = cli::parse_dtype(v["dtype"]);
   c.device = cli::parse_device(v["device"]);
   c.save_every = v["save-every"];
+  c.nproc = v["nproc"];
+  c.dist_timeout = v["dist-timeout"];
+  c.reorth_threshold = v["reorth-threshold"];
+  SPIN_CHECK(c.nproc >= 1 && c.dist_timeout > 0 && c.reorth_threshold > 0, where,
+             ": nproc, dist-timeout and reorth-threshold must be positive");
   c.resume = v["resume"];
   c.quiet = v["quiet"];
+  c.resource_check = v["resource-check"];
   c.skip_baselines = v["skip-baselines"];
   return c;
 }

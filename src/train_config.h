@@ -30,7 +30,10 @@ struct TrainConfig {
   torch::ScalarType dtype = torch::kFloat32;
   torch::Device device = torch::kCPU;
   int64_t save_every = 0;
-  bool resume = false, quiet = false, skip_baselines = false;
+  int nproc = 1;                  // local ranks to launch (torchrun-style environment overrides)
+  int64_t dist_timeout = 0;       // seconds a collective may wait for the other ranks
+  double reorth_threshold = 0;    // re-orthonormalise when max |R^T R - I| exceeds this
+  bool resume = false, quiet = false, skip_baselines = false, resource_check = true;
 
   nlohmann::json resolved;  // every key with its final value
 };

@@ -6,15 +6,18 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 
 #include "data/calib_dataset.h"
 #include "losses/next_token.h"
 #include "optim/hybrid.h"
 #include "src/atomic_file.h"
 #include "src/check.h"
+#include "src/distributed.h"
 #include "src/evaluate.h"
 #include "src/grad_leaves.h"
 #include "src/quantize_weights.h"
+#include "src/resources.h"
 
 namespace fs = std::filesystem;
 
@@ -27,7 +30,7 @@ using Clock = std::chrono::steady_clock;
 const char* kResultKeys[] = {"model", "calib", "nsamples", "seq-len", "wbits", "groupsize", "w-asym", "w-clip",
                              "abits", "a-asym", "a-clip", "kbits", "vbits", "kv-groupsize", "kv-asym", "rotations",
                              "r3", "r4", "init", "seed", "optimizer", "lr", "momentum", "schedule", "warmup",
-                             "steps", "batch-size", "grad-accum", "loss", "kl-topk", "dtype"};
+                             "steps", "batch-size", "grad-accum", "loss", "kl-topk", "dtype", "reorth-threshold"};
 
 // Rows of the calibration set in a seeded order, reshuffled every epoch; micro-batch j is a pure
 // function of (seed, j), so a resumed run sees the same data.
@@ -65,24 +68,27 @@ std::string format_seconds(double s) {
 
 struct Trainer {
   const TrainConfig& cfg;
+  dist::Group& group;
   LoadedModel model;
   const ModelConfig& mc;
   ModelWeights base;  // folded (+R4) frozen weights in the training dtype/device
   Rotations init;     // float64 initial rotations
   Rotations params;   // trainable leaves
+  std::vector<torch::Tensor> trainable;  // params.r1 (if learned), then params.r2
   std::unique_ptr<optim::HybridOptimizer> opt;
   optim::LrSchedule schedule;
   int64_t start_step = 0;
 
-  explicit Trainer(const TrainConfig& c)
-      : cfg(c), model(load_model(c.model)), mc(model.checkpoint.config) {
+  Trainer(const TrainConfig& c, dist::Group& g)
+      : cfg(c), group(g), model(load_model(c.model)), mc(model.checkpoint.config) {
+    SPIN_CHECK(cfg.batch_size % group.world_size() == 0, "spintrain: --batch-size ", cfg.batch_size,
+               " is not divisible by the ", group.world_size(), " ranks (each rank takes an equal slice)");
     SPIN_CHECK(!model.rotation.any(), c.model, ": is already a rotated checkpoint (config.json has a rotation section)");
     init = init_rotations(mc, cfg.rotation);
     base = map_weights(mc, rotation_base(mc, model.checkpoint.weights, cfg.rotation),
                        [&](const torch::Tensor& t) { return t.to(cfg.device, cfg.dtype); });
     const auto param_dtype = cfg.dtype == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
     auto leaf = [&](const torch::Tensor& r) { return r.to(cfg.device, param_dtype).clone().requires_grad_(true); };
-    std::vector<torch::Tensor> trainable;
     if (init.r1.defined()) trainable.push_back(params.r1 = leaf(init.r1));
     for (const auto& r : init.r2) trainable.push_back(params.r2.emplace_back(leaf(r)));
     SPIN_CHECK(!trainable.empty(), "spintrain: --rotations names nothing to learn (use r1, r2 or both)");
@@ -175,27 +181,75 @@ struct Trainer {
     opt->load(o);
   }
 
-  // One optimizer step over grad_accum micro-batches; returns the mean loss.
+  // Estimated bytes this job still needs on top of what is resident after loading (the checkpoint and
+  // `base`), the larger of two phases, per rank:
+  //   training: rotated, fake-quantized and leaf-gradient copies of every weight (3 x base) plus
+  //             activations saved for backward and the float32 logits at the loss;
+  //   export:   the stored weights folded and fused in float64 (2 x 8 bytes per parameter).
+  // A rough model (docs/SCALING.md works it through for 7B-70B), meant to catch a job that cannot fit.
+  uint64_t extra_memory_estimate(int64_t seq_len) const {
+    int64_t numel = 0;
+    for (const auto& [name, t] : named_tensors(mc, base)) numel += t.numel();
+    const int64_t weight_bytes = numel * int64_t(torch::elementSize(cfg.dtype));
+    const int64_t rows = cfg.batch_size / group.world_size(), T = seq_len;
+    const int64_t per_layer = rows * T * (12 * mc.hidden_size + 4 * mc.intermediate_size) * 4 +
+                              rows * mc.num_attention_heads * T * T * 4 * 2;
+    const int64_t logits = rows * T * mc.vocab_size * 4 * (cfg.loss == "ce" ? 4 : 7);
+    const int64_t training = 3 * weight_bytes + mc.num_hidden_layers * per_layer + logits;
+    const int64_t exporting = group.is_main() ? numel * 16 : 0;
+    return uint64_t(std::max(training, exporting));
+  }
+
+  // The export's size: every tensor of `base` (norm-folded, untied) in the stored dtype, plus the
+  // float64 rotations.
+  uint64_t export_bytes() const {
+    int64_t bytes = 0;
+    for (const auto& [name, t] : named_tensors(mc, base)) bytes += t.numel() * int64_t(torch::elementSize(model.checkpoint.dtype));
+    for (const auto& p : trainable) bytes += p.numel() * 8;
+    return uint64_t(bytes);
+  }
+
+  // This rank's contiguous slice of a global micro-batch [batch_size, T] -> [batch_size / world, T].
+  torch::Tensor rank_slice(const torch::Tensor& batch) const {
+    const int64_t rows = batch.size(0) / group.world_size();
+    return batch.narrow(0, group.rank() * rows, rows);
+  }
+
+  // One optimizer step over grad_accum global micro-batches; returns the mean loss over all ranks.
   double step(BatchStream& data, int64_t step_index) {
     opt->zero_grad();
     ModelWeights wq = fake_quant_weights(rotate_weights(mc, base, params), cfg.weight);
     // Detached leaves: every micro-batch's backward stops here, so the rotation and quantization of the
     // weights run once per step whatever grad_accum is.
     ModelWeights leaves = grad_leaves(mc, wq);
-    double total = 0;
+    torch::Tensor loss_sum = torch::zeros({1}, trainable.at(0).scalar_type());
     for (int64_t m = 0; m < cfg.grad_accum; ++m) {
-      torch::Tensor batch = data.batch(step_index * cfg.grad_accum + m).to(cfg.device);
+      torch::Tensor batch = rank_slice(data.batch(step_index * cfg.grad_accum + m)).to(cfg.device);
       torch::Tensor loss = loss_of(leaves, batch) / double(cfg.grad_accum);
-      const double value = loss.item<double>() * cfg.grad_accum;
-      SPIN_CHECK(std::isfinite(value), "spintrain: step ", step_index + 1, ": loss is ", value,
-                 "; stopping (the last good training state, if any, is in ", cfg.state_dir, ")");
       loss.backward();
-      total += value;
+      loss_sum += loss.detach().to(torch::kCPU, loss_sum.scalar_type());
     }
     backward_from_leaves(mc, wq, leaves);
+    // Every rank averages the same buffer, so every rank sees the same loss and takes the same step.
+    std::vector<torch::Tensor> reduced = {loss_sum};
+    for (const auto& p : trainable) reduced.push_back(p.grad());
+    group.average(reduced);
+    const double value = loss_sum.item<double>();
+    SPIN_CHECK(std::isfinite(value), "spintrain: step ", step_index + 1, ": loss is ", value,
+               "; stopping (the last good training state, if any, is in ", cfg.state_dir, ")");
     opt->set_lr_factor(schedule.factor(step_index));
     opt->step();
-    return total / cfg.grad_accum;
+    return value;
+  }
+
+  // Projects every rotation onto the nearest orthogonal matrix (polar factor, float64) when the
+  // optimizer's drift exceeds --reorth-threshold. Returns the error before projection if it did.
+  std::optional<double> reorthonormalise_if_drifted() {
+    const double err = opt->max_orthogonality_error();
+    if (err <= cfg.reorth_threshold) return std::nullopt;
+    torch::NoGradGuard g;
+    for (auto& p : trainable) p.copy_(nearest_orthogonal(p));
+    return err;
   }
 
   Rotations learned_f64() const {
@@ -210,41 +264,62 @@ struct Trainer {
 
 TrainSummary run_spintrain(const TrainConfig& cfg) {
   cli::set_threads(cfg.threads);
-  Trainer tr(cfg);
+  dist::Group group(dist::env_from_environment(), std::chrono::seconds(cfg.dist_timeout));
+  Trainer tr(cfg, group);
   const ModelConfig& mc = tr.mc;
   data::CalibOptions dopt;
   dopt.rows = cfg.nsamples;
   dopt.seq_len = cfg.seq_len;
   BatchStream data(data::load_calib(cfg.calib, mc.vocab_size, dopt), cfg.batch_size, cfg.rotation.seed);
   if (cfg.resume) tr.load_state();
+  const int64_t seq_len = data.batch(0).size(1);
+  if (cfg.resource_check) {
+    if (group.is_main()) require_disk(cfg.out, tr.export_bytes(), "spintrain: the export");
+    if (cfg.device.is_cpu()) require_memory(tr.extra_memory_estimate(seq_len), cat("spintrain (rank ", group.rank(), ")"));
+  }
 
-  std::ofstream log(cfg.log, cfg.resume ? std::ios::app : std::ios::trunc);
-  SPIN_CHECK(log.good(), cfg.log, ": cannot open log file");
-  const int64_t tokens_per_step = cfg.batch_size * cfg.grad_accum * (cfg.seq_len > 0 ? cfg.seq_len : 0);
+  // Rank 0 alone writes the log, the training state and the export; the others only train.
+  const bool main_rank = group.is_main();
+  std::ofstream log;
+  if (main_rank) {
+    log.open(cfg.log, cfg.resume ? std::ios::app : std::ios::trunc);
+    SPIN_CHECK(log.good(), cfg.log, ": cannot open log file");
+  }
+  const int64_t tokens_per_step = cfg.batch_size * cfg.grad_accum * seq_len;
   TrainSummary summary;
   const auto t0 = Clock::now();
   for (int64_t s = tr.start_step; s < cfg.steps; ++s) {
     const auto ts = Clock::now();
     const double loss = tr.step(data, s);
+    const std::optional<double> drift = tr.reorthonormalise_if_drifted();
+    const std::string checksum = group.check_identical(tr.trainable, "the rotations");
     const double dt = std::chrono::duration<double>(Clock::now() - ts).count();
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     const double eta = elapsed / (s + 1 - tr.start_step) * (cfg.steps - s - 1);
     const double orth = tr.opt->max_orthogonality_error();
     const double lr = cfg.lr * tr.schedule.factor(s);
-    const int64_t tokens = tokens_per_step > 0 ? tokens_per_step : cfg.batch_size * cfg.grad_accum * data.batch(0).size(1);
+    summary.final_loss = loss;
+    summary.steps_run++;
+    if (!main_rank) continue;
     nlohmann::json rec = {{"step", s + 1}, {"loss", loss}, {"lr", lr}, {"orth_err", orth},
-                          {"tokens_per_s", tokens / dt}, {"step_seconds", dt}, {"eta_seconds", eta}};
+                          {"tokens_per_s", tokens_per_step / dt}, {"step_seconds", dt}, {"eta_seconds", eta},
+                          {"world_size", group.world_size()}, {"rot_checksum", checksum}};
+    if (drift) {
+      const std::string warning = cat("orthogonality error ", *drift, " exceeded --reorth-threshold ",
+                                      cfg.reorth_threshold, "; rotations re-orthonormalised (polar factor)");
+      rec["warning"] = warning;
+      std::cerr << "warning: step " << s + 1 << ": " << warning << std::endl;
+    }
     log << rec.dump() << "\n" << std::flush;
     if (!cfg.quiet)
       std::cerr << "step " << s + 1 << "/" << cfg.steps << "  loss " << std::fixed << std::setprecision(4) << loss
                 << "  lr " << std::setprecision(4) << lr << "  orth " << std::scientific << std::setprecision(1)
-                << orth << std::fixed << "  tok/s " << std::setprecision(0) << tokens / dt << "  eta "
+                << orth << std::fixed << "  tok/s " << std::setprecision(0) << tokens_per_step / dt << "  eta "
                 << format_seconds(eta) << std::endl;
-    summary.final_loss = loss;
-    summary.steps_run++;
     if (cfg.save_every > 0 && ((s + 1) % cfg.save_every == 0 || s + 1 == cfg.steps)) tr.save_state(s + 1);
   }
   summary.max_orthogonality_error = tr.opt->max_orthogonality_error();
+  if (!main_rank) return summary;
 
   // Fuse in float64 from the stored weights, not from the training-dtype copy.
   const Rotations learned = tr.learned_f64();

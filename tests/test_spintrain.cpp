@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "data/calib_dataset.h"
+#include "src/checkpoint.h"
 #include "src/evaluate.h"
 #include "src/rotated_checkpoint.h"
 #include "src/safetensors.h"
@@ -112,6 +113,106 @@ TEST(Spintrain, BadOptionsAreOneLineErrors) {
     EXPECT_EQ(std::count(all.begin(), all.end(), '\n'), 1) << all;
   }
   EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+// A randomly initialised Llama (hidden 512, 8 layers, stories260K's vocabulary: ~84 MB in float32),
+// large enough that writing its export takes a killable while.
+fs::path write_large_model(const fs::path& dir) {
+  std::ifstream in(test::asset("models/stories260K") / "config.json");
+  nlohmann::json cfg = nlohmann::json::parse(in);
+  cfg["hidden_size"] = 512;
+  cfg["intermediate_size"] = 1024;
+  cfg["num_hidden_layers"] = 8;
+  cfg["head_dim"] = 64;
+  cfg["tie_word_embeddings"] = false;
+  const ModelConfig mc = parse_model_config(cfg, "large config");
+  ModelWeights w;
+  torch::manual_seed(0);
+  for_each_slot(mc, w, [&](const std::string& name, torch::Tensor& slot) {
+    const auto shape = expected_shape(mc, name);
+    slot = shape.size() == 1 ? torch::ones(shape) : torch::randn(shape) * 0.02;
+  });
+  SaveOptions opt;
+  opt.config_json = cfg;
+  save_checkpoint(dir, mc, w, opt);
+  return dir;
+}
+
+// SIGKILL at several moments inside the export (from the moment its temporary directory appears):
+// the output directory is always a complete checkpoint, either the previous run's or the new one;
+// the killed runs' temporaries are removed by the next export, and --resume then produces exactly
+// the uninterrupted run's rotations.
+TEST(Spintrain, SigkillDuringExportKeepsACompleteOutput) {
+  auto dir = test::scratch("spintrain_kill_export");
+  const fs::path model = write_large_model(dir / "large");
+  const std::string run = test::bin("spintrain").string() + " --model " + model.string() + " --calib " +
+                          test::asset("data/stories260K-calib.h5").string() +
+                          " --nsamples 8 --seq-len 32 --batch-size 2 --threads 2 --quiet --wbits 4 --steps 2 "
+                          "--save-every 2 --out ";
+  ASSERT_EQ(test::run(run + (dir / "ref").string(), dir / "ref.txt"), 0);
+  const fs::path out = dir / "out", prev = dir / "prev";
+  ASSERT_EQ(test::run(run + out.string() + " --seed 7", dir / "prev.txt"), 0);
+  fs::copy(out, prev, fs::copy_options::recursive);
+
+  auto rotations_equal = [](const fs::path& a, const fs::path& b) {
+    SafetensorsFile fa((a / "rotations.safetensors").string()), fb((b / "rotations.safetensors").string());
+    for (const auto& t : fa.tensors())
+      if (!torch::equal(fa.get(t.name), fb.get(t.name))) return false;
+    return true;
+  };
+  int kills = 0, killed_mid_export = 0, kept_previous = 0, got_new = 0;
+  for (const char* delay : {"0", "0.05", "0.1", "0.2", "0.4", "1", "3"}) {
+    // Wait for this run's own temporary (earlier kills leave theirs behind), wait `delay`, kill.
+    const std::string tmp = out.string() + ".tmp.$pid";
+    const std::string kill_in_export = "(" + run + out.string() + " & pid=$!; until [ -d " + tmp +
+                                       " ] || ! kill -0 $pid 2>/dev/null; do sleep 0.005; done; sleep " + delay +
+                                       "; kill -9 $pid 2>/dev/null && echo KILLED; wait $pid; [ -d " + tmp +
+                                       " ] && echo INSIDE; exit 0)";
+    test::run(kill_in_export, dir / "killed.txt");
+    std::ifstream report(dir / "killed.txt");
+    const std::string said((std::istreambuf_iterator<char>(report)), {});
+    kills += said.find("KILLED") != std::string::npos;
+    killed_mid_export += said.find("INSIDE") != std::string::npos;
+    ASSERT_TRUE(fs::exists(out / "config.json")) << "delay " << delay;
+    EXPECT_NO_THROW(load_model(out)) << "delay " << delay;  // validates every tensor and the rotations
+    const bool is_prev = rotations_equal(out, prev), is_new = rotations_equal(out, dir / "ref");
+    EXPECT_TRUE(is_prev || is_new) << "delay " << delay;
+    kept_previous += is_prev;
+    got_new += is_new;
+    if (is_new) {  // start the next kill from the previous output again
+      fs::remove_all(out);
+      fs::copy(prev, out, fs::copy_options::recursive);
+    }
+  }
+  EXPECT_GT(killed_mid_export, 0) << "no kill landed inside the export; the test proves nothing";
+  std::cout << "SIGKILLs: " << kills << " of 7, " << killed_mid_export << " inside the export (temporary left); "
+            << "output afterwards: previous " << kept_previous << ", new complete " << got_new << std::endl;
+
+  // The state was saved at step 2 before the export: --resume only fuses and exports.
+  ASSERT_EQ(test::run(run + out.string() + " --resume", dir / "resumed.txt"), 0);
+  EXPECT_TRUE(rotations_equal(out, dir / "ref"));
+  for (const auto& e : fs::directory_iterator(dir))
+    EXPECT_NE(e.path().filename().string().rfind("out.tmp.", 0), 0u) << "stale " << e.path();
+}
+
+// A drift threshold below float32 noise forces the re-orthonormalisation path every step: each step
+// logs the warning and the rotations leave it orthogonal to float64 rounding.
+TEST(Spintrain, OrthogonalityDriftIsRepairedAndLogged) {
+  auto dir = test::scratch("spintrain_reorth");
+  ASSERT_EQ(test::run(spintrain(dir / "out", "--steps 2 --reorth-threshold 1e-12"), dir / "log.txt"), 0);
+  std::ifstream in(dir / "out.log.jsonl");
+  int warnings = 0;
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (!j.contains("step")) continue;
+    EXPECT_TRUE(j.contains("warning")) << line;
+    warnings += j.contains("warning");
+    EXPECT_LT(j["orth_err"].get<double>(), 1e-6) << line;
+  }
+  EXPECT_EQ(warnings, 2);
+  std::ifstream err(dir / "log.txt");
+  std::string all((std::istreambuf_iterator<char>(err)), {});
+  EXPECT_NE(all.find("re-orthonormalised"), std::string::npos) << all;
 }
 
 }  // namespace
