@@ -171,7 +171,7 @@ json run_steps(const Workload& w, const Settings& s) {
     const auto start = Clock::now();
     auto t0 = start;
     opt.zero_grad();
-    ModelWeights rotated = rotate_weights(mc, w.base, params);
+    ModelWeights rotated = rotate_weights(mc, w.base, params, EmbeddingR1::online);
     lap(0, t0);
     ModelWeights wq = fake_quant_weights(rotated, s.weight);
     lap(1, t0);
@@ -208,18 +208,21 @@ std::vector<double> column(const json& records, const std::string& key) {
   return v;
 }
 
-// Forward FLOPs of one batch: 2·tokens·(linear weights + lm_head) + QKᵀ and P·V over the full T×T.
+// Forward FLOPs of one batch: 2·tokens·(linear weights + lm_head + R1 on the embedding output and on
+// lm_head's input, EmbeddingR1::online) + QKᵀ and P·V over the full T×T.
 double forward_flops(const ModelConfig& c, const ModelWeights& w, int64_t batch, int64_t seq) {
-  int64_t linear = w.lm_head.numel();
+  int64_t linear = w.lm_head.numel() + 2 * c.hidden_size * c.hidden_size;
   for (const LayerWeights& L : w.layers)
     linear += numel_sum({&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj});
   const double attention = 4.0 * batch * c.num_attention_heads * double(seq) * seq * c.head_dim * c.num_hidden_layers;
   return 2.0 * batch * seq * double(linear) + attention;
 }
 
-// FLOPs of rotate_weights: every R1-rotated matrix [m, n] costs 2·m·n·hidden; R2 on v/o 2·numel·head_dim.
+// FLOPs of rotate_weights(EmbeddingR1::online): every R1-rotated layer matrix [m, n] costs 2·m·n·hidden
+// (embed_tokens and lm_head are not rotated: forward_flops counts R1 on their activations); R2 on v/o
+// 2·numel·head_dim.
 double rotation_flops(const ModelConfig& c, const ModelWeights& w) {
-  int64_t r1 = w.embed_tokens.numel() + w.lm_head.numel(), r2 = 0;
+  int64_t r1 = 0, r2 = 0;
   for (const LayerWeights& L : w.layers) {
     r1 += numel_sum({&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj});
     r2 += numel_sum({&L.v_proj, &L.o_proj});

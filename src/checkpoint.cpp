@@ -103,6 +103,7 @@ Checkpoint load_checkpoint(const fs::path& dir) {
 
 void save_checkpoint(const fs::path& dir, const ModelConfig& config, const ModelWeights& weights,
                      const SaveOptions& opt) {
+  SPIN_CHECK(!weights.r1_online.defined(), dir.string(), ": weights with R1 on the activations cannot be saved (fuse it)");
   auto tensors = named_tensors(config, weights);
   uint64_t bytes = 0;
   for (const auto& [name, t] : tensors) bytes += t.numel() * torch::elementSize(opt.dtype);

@@ -9,7 +9,7 @@ ModelWeights grad_leaves(const ModelConfig& config, const ModelWeights& w) {
 }
 
 void backward_from_leaves(const ModelConfig& config, ModelWeights& w, ModelWeights& leaves) {
-  std::vector<torch::Tensor*> outs, ins;
+  std::vector<torch::Tensor*> outs = {&w.r1_online}, ins = {&leaves.r1_online};
   for_each_slot(config, w, [&](const std::string&, torch::Tensor& t) { outs.push_back(&t); });
   for_each_slot(config, leaves, [&](const std::string&, torch::Tensor& t) { ins.push_back(&t); });
   std::vector<torch::Tensor> tensors, grads;

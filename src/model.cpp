@@ -108,12 +108,13 @@ torch::Tensor forward_hidden(const ModelConfig& c, const ModelWeights& w, const 
                              const ForwardOptions& opt) {
   SPIN_CHECK(ids.dim() == 2, "forward: token ids must be [batch, seq], got ", ids.sizes());
   torch::Tensor x = F::embedding(ids.to(w.embed_tokens.device()), w.embed_tokens);
+  if (w.r1_online.defined()) x = x.matmul(w.r1_online);
   for (const LayerWeights& L : w.layers) x = decoder_layer(c, L, x, opt);
   return rms_norm(x, w.norm, c.rms_norm_eps);
 }
 
 torch::Tensor lm_logits(const ModelWeights& w, const torch::Tensor& hidden) {
-  return upcast(dense(hidden, w.lm_head));
+  return upcast(dense(w.r1_online.defined() ? hidden.matmul(w.r1_online.t()) : hidden, w.lm_head));
 }
 
 }  // namespace spin

@@ -80,6 +80,7 @@ ModelWeights map_weights(const ModelConfig& config, const ModelWeights& weights,
     ++k;
   });
   if (weights.lm_head.defined() && weights.lm_head.is_same(weights.embed_tokens)) out.lm_head = out.embed_tokens;
+  if (weights.r1_online.defined()) out.r1_online = fn(weights.r1_online);
   return out;
 }
 

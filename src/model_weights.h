@@ -29,6 +29,11 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   torch::Tensor norm;
   torch::Tensor lm_head;
+  // Training only. When defined ([hidden, hidden]), embed_tokens and lm_head are unrotated and R1 acts
+  // on the activations instead: x·R1 after the embedding, x·R1ᵀ before lm_head. Same function as
+  // fusing R1 into them, without rotating two vocab-sized matrices every step. Not an HF tensor:
+  // for_each_slot skips it, map_weights carries it, save_checkpoint refuses it.
+  torch::Tensor r1_online;
 };
 
 // Every tensor slot the config calls for, with its HF name ("model.layers.3.mlp.down_proj.weight").

@@ -26,7 +26,8 @@ ModelWeights fuse_r4(const ModelConfig& config, const ModelWeights& weights) {
   return w;
 }
 
-ModelWeights rotate_weights(const ModelConfig& c, const ModelWeights& base, const Rotations& rot) {
+ModelWeights rotate_weights(const ModelConfig& c, const ModelWeights& base, const Rotations& rot,
+                            EmbeddingR1 embedding) {
   ModelWeights w = base;
   const auto dtype = base.embed_tokens.scalar_type();
   if (rot.r1.defined()) {
@@ -34,8 +35,12 @@ ModelWeights rotate_weights(const ModelConfig& c, const ModelWeights& base, cons
                rot.r1.sizes(), " but hidden_size is ", c.hidden_size);
     const torch::Tensor r1 = rot.r1.to(dtype);
     const torch::Tensor r1t = r1.t();
-    w.embed_tokens = w.embed_tokens.matmul(r1);
-    w.lm_head = w.lm_head.matmul(r1);
+    if (embedding == EmbeddingR1::online) {
+      w.r1_online = r1;
+    } else {
+      w.embed_tokens = w.embed_tokens.matmul(r1);
+      w.lm_head = w.lm_head.matmul(r1);
+    }
     for (LayerWeights& L : w.layers) {
       for (torch::Tensor* t : {&L.q_proj, &L.k_proj, &L.v_proj, &L.gate_proj, &L.up_proj}) *t = t->matmul(r1);
       L.o_proj = r1t.matmul(L.o_proj);

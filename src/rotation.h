@@ -31,8 +31,14 @@ ModelWeights fold_norms(const ModelConfig& config, const ModelWeights& weights);
 // down_proj ← down_proj·H (H the normalised Hadamard of size intermediate_size); pair with ForwardOptions::r4.
 ModelWeights fuse_r4(const ModelConfig& config, const ModelWeights& weights);
 
+// Where R1 meets the embedding and lm_head: fused into both matrices (export), or left on the
+// activations through ModelWeights::r1_online (training: 2·tokens·hidden² instead of 2·vocab·hidden²
+// FLOPs per matrix and per step, and neither matrix is copied).
+enum class EmbeddingR1 { fused, online };
+
 // The weights with R1/R2 applied, in `base`'s dtype (rotations are cast to it). Differentiable in the
-// rotations, so training calls it every step; export calls it once in float64.
-ModelWeights rotate_weights(const ModelConfig& config, const ModelWeights& base, const Rotations& rotations);
+// rotations, so training calls it every step (EmbeddingR1::online); export calls it once in float64.
+ModelWeights rotate_weights(const ModelConfig& config, const ModelWeights& base, const Rotations& rotations,
+                            EmbeddingR1 embedding = EmbeddingR1::fused);
 
 }  // namespace spin

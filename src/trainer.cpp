@@ -218,7 +218,7 @@ struct Trainer {
   // One optimizer step over grad_accum global micro-batches; returns the mean loss over all ranks.
   double step(BatchStream& data, int64_t step_index) {
     opt->zero_grad();
-    ModelWeights wq = fake_quant_weights(rotate_weights(mc, base, params), cfg.weight);
+    ModelWeights wq = fake_quant_weights(rotate_weights(mc, base, params, EmbeddingR1::online), cfg.weight);
     // Detached leaves: every micro-batch's backward stops here, so the rotation and quantization of the
     // weights run once per step whatever grad_accum is.
     ModelWeights leaves = grad_leaves(mc, wq);

@@ -72,6 +72,37 @@ TEST_F(Rotated, FloatLogitsUnchangedForEveryInitAndSubset) {
   }
 }
 
+// Training keeps R1 on the embedding output and lm_head input (EmbeddingR1::online): the same function
+// as the fused export, float and fake-quantized, and gradients reach R1 through the activations.
+TEST_F(Rotated, OnlineR1MatchesFusedR1) {
+  const ModelConfig& c = ck->config;
+  RotationConfig rc = RotationConfig::parse_list("r1,r2", "test");
+  rc.init = "random";
+  rc.seed = 3;
+  const ModelWeights base = rotation_base(c, ck->weights, rc);
+  const Rotations r = init_rotations(c, rc);
+  const ModelWeights fused = rotate_weights(c, base, r), online = rotate_weights(c, base, r, EmbeddingR1::online);
+  ASSERT_TRUE(online.r1_online.defined());
+  EXPECT_TRUE(online.embed_tokens.is_same(base.embed_tokens)) << "embedding must not be rotated or copied";
+  EXPECT_LE(max_diff(run(c, online, {}, torch::kFloat64), *logits64), 1e-9);
+  EXPECT_LE(max_diff(run(c, online, {}, torch::kFloat64), run(c, fused, {}, torch::kFloat64)), 1e-9);
+  QuantSpec w4{4, 0, false, 1.0};
+  EXPECT_LE(max_diff(run(c, fake_quant_weights(online, w4), {}, torch::kFloat64),
+                     run(c, fake_quant_weights(fused, w4), {}, torch::kFloat64)),
+            1e-9);
+
+  // d loss / d R1 through the activations equals the gradient through the fused matrices.
+  auto grad = [&](EmbeddingR1 mode) {
+    torch::Tensor r1 = r.r1.clone().requires_grad_(true);
+    Rotations p{r1, r.r2};
+    ModelWeights w = rotate_weights(c, base, p, mode);
+    lm_logits(w, forward_hidden(c, w, *ids, {})).pow(2).mean().backward();
+    return r1.grad();
+  };
+  EXPECT_LE(max_diff(grad(EmbeddingR1::online), grad(EmbeddingR1::fused)), 1e-9);
+  EXPECT_THROW(save_checkpoint(test::scratch("online_r1") / "out", c, online, {}), Error);
+}
+
 // Hadamard matrices are not symmetric: using R where Rᵀ belongs must break invariance.
 TEST_F(Rotated, TransposedRotationIsCaught) {
   const ModelConfig& c = ck->config;

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "data/calib_dataset.h"
+#include "src/check.h"
 #include "src/checkpoint.h"
 #include "src/evaluate.h"
 #include "src/rotated_checkpoint.h"
@@ -35,20 +36,26 @@ double eval_nll(const nlohmann::json& r, const std::string& prefix) {
   return 0;
 }
 
-// W4A16 per-channel, CE, 12 steps: the learned rotation must beat its own random-Hadamard init on
-// held-out rows (fixed seed; the margin in the full recipe is in README.md).
-TEST(Spintrain, LearningImprovesOnInitAndExportIsInvariant) {
+// A short run of the default recipe (KL, Cayley SGD lr 0.1, cosine) trains, moves R1 away from its
+// init, and exports a float-invariant checkpoint with orthogonal float64 rotations.
+//
+// Whether the learned rotation beats its init is NOT asserted here: at a size CI can afford, the
+// outcome is chaotic. Measured (40 steps of 8 x 128 tokens, seed 2): two builds whose losses first
+// differ by 1e-4 at step 4 end at eval NLL 5.586 and 5.814 against an init of 5.614, and three seeds
+// of this recipe gave -0.012 / -0.090 / -0.028 with one build and +0.104 / -0.008 / +0.200 with the next.
+// The improvement is established by the 100-step, 3-seed runs of experiments/results.sh
+// (docs/RESULTS.md: every seed improves, mean -0.063 / -0.094 NLL).
+TEST(Spintrain, LearningRunsAndExportIsInvariant) {
   auto dir = test::scratch("spintrain_learn");
   const fs::path out = dir / "model";
-  ASSERT_EQ(test::run(spintrain(out, "--wbits 4 --steps 12 --lr 0.1 --loss ce --eval-data " +
-                                         test::asset("data/stories260K-eval.h5").string() + " --eval-rows 16"),
+  ASSERT_EQ(test::run(spintrain(out, "--batch-size 8 --seq-len 128 --wbits 4 --steps 10 --eval-data " +
+                                         test::asset("data/stories260K-eval.h5").string() + " --eval-rows 8"),
                       dir / "log.txt"),
             0)
       << "see " << dir / "log.txt";
   const nlohmann::json r = results(out);
-  const double init = eval_nll(r, "rtn + random-hadamard"), learned = eval_nll(r, "rtn + learned");
-  EXPECT_LT(learned, init - 0.02) << r["eval"].dump();
-  EXPECT_LT(eval_nll(r, "float"), learned);
+  EXPECT_LT(eval_nll(r, "float"), eval_nll(r, "rtn + learned"));
+  EXPECT_LT(eval_nll(r, "rtn + learned"), eval_nll(r, "rtn (no rotation)"));
 
   // The saved checkpoint is the float model when nothing is quantized.
   LoadedModel m = load_model(out);
