@@ -32,6 +32,7 @@
 #include "src/cli.h"
 #include "src/grad_leaves.h"
 #include "src/quantize_weights.h"
+#include "src/recompute.h"
 #include "src/rotated_checkpoint.h"
 #include "src/safetensors.h"
 
@@ -125,6 +126,7 @@ struct Settings {
   double lr, momentum;
   int64_t steps;
   int threads;
+  bool recompute = false;  // backward_with_recompute: its time is reported as backward_model, forward 0
   std::string baseline, python, work_dir;
 };
 
@@ -176,11 +178,19 @@ json run_steps(const Workload& w, const Settings& s) {
     ModelWeights wq = fake_quant_weights(rotated, s.weight);
     lap(1, t0);
     ModelWeights leaves = grad_leaves(mc, wq);
-    torch::Tensor loss = losses::next_token_nll(lm_logits(leaves, forward_hidden(mc, leaves, ids, {})), ids);
-    const double loss_value = loss.item<double>();
-    lap(2, t0);
-    loss.backward();
-    lap(3, t0);
+    double loss_value = 0;
+    if (s.recompute) {
+      lap(2, t0);
+      auto nll = [&](const torch::Tensor& logits) { return losses::next_token_nll(logits, ids); };
+      loss_value = backward_with_recompute(mc, leaves, ids, {}, nll).item<double>();
+      lap(3, t0);
+    } else {
+      torch::Tensor loss = losses::next_token_nll(lm_logits(leaves, forward_hidden(mc, leaves, ids, {})), ids);
+      loss_value = loss.item<double>();
+      lap(2, t0);
+      loss.backward();
+      lap(3, t0);
+    }
     backward_from_leaves(mc, wq, leaves);
     lap(4, t0);
     opt.step();
@@ -284,7 +294,7 @@ json bench_workload(const Workload& w, const Settings& s, const json& peak) {
   const int64_t batch = w.ids.size(0), seq = w.ids.size(1);
   const bool reset = reset_peak_rss();
   const json steps = run_steps(w, s);
-  json r = {{"name", w.name}, {"dtype", dtype_name(s.dtype)}, {"batch", batch}, {"seq", seq},
+  json r = {{"name", w.name}, {"dtype", dtype_name(s.dtype)}, {"batch", batch}, {"seq", seq}, {"recompute", s.recompute},
             {"config", w.config.json}, {"steps", steps}, {"peak_rss_bytes", peak_rss_bytes()},
             {"peak_rss_is_training_only", reset}, {"frozen_weights_bytes", bytes_of(w.config, w.base)}};
   json mean;
@@ -339,6 +349,7 @@ int main(int argc, char** argv) {
         ("lr", "Cayley SGD learning rate (constant)", cxxopts::value<double>()->default_value("1.5"))
         ("momentum", "Cayley SGD momentum", cxxopts::value<double>()->default_value("0.9"))
         ("dtype", "training dtype: f32 or bf16", cxxopts::value<std::string>()->default_value("f32"))
+        ("recompute", "per-layer recomputation in backward (spintrain --recompute)")
         ("device", "cpu, cuda or auto", cxxopts::value<std::string>()->default_value("cpu"))
         ("threads", "CPU threads (0: all cores), also given to the baseline", cxxopts::value<int>()->default_value("0"))
         ("gemm-size", "square GEMM size for the peak (0: skip)", cxxopts::value<int64_t>()->default_value("4096"))
@@ -350,6 +361,7 @@ int main(int argc, char** argv) {
     auto a = cli::parse(options, argc, argv);
     Settings s;
     s.dtype = cli::parse_dtype(a["dtype"].as<std::string>());
+    s.recompute = a.count("recompute") > 0;
     SPIN_CHECK(s.dtype != torch::kFloat64, "spin-bench: --dtype must be f32 or bf16");
     s.device = cli::parse_device(a["device"].as<std::string>());
     s.weight.bits = a["wbits"].as<int>();

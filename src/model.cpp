@@ -104,11 +104,15 @@ torch::Tensor decoder_layer(const ModelConfig& c, const LayerWeights& L, const t
   return y + dense(fake_quant(m, opt.act), L.down_proj);
 }
 
-torch::Tensor forward_hidden(const ModelConfig& c, const ModelWeights& w, const torch::Tensor& ids,
-                             const ForwardOptions& opt) {
+torch::Tensor embed(const ModelWeights& w, const torch::Tensor& ids) {
   SPIN_CHECK(ids.dim() == 2, "forward: token ids must be [batch, seq], got ", ids.sizes());
   torch::Tensor x = F::embedding(ids.to(w.embed_tokens.device()), w.embed_tokens);
-  if (w.r1_online.defined()) x = x.matmul(w.r1_online);
+  return w.r1_online.defined() ? x.matmul(w.r1_online) : x;
+}
+
+torch::Tensor forward_hidden(const ModelConfig& c, const ModelWeights& w, const torch::Tensor& ids,
+                             const ForwardOptions& opt) {
+  torch::Tensor x = embed(w, ids);
   for (const LayerWeights& L : w.layers) x = decoder_layer(c, L, x, opt);
   return rms_norm(x, w.norm, c.rms_norm_eps);
 }

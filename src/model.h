@@ -24,6 +24,10 @@ struct ForwardOptions {
   bool r4 = false;
 };
 
+// ids [B, T] int64 -> the first layer's input [B, T, hidden] (embedding rows, times R1 when
+// weights.r1_online is set).
+torch::Tensor embed(const ModelWeights& weights, const torch::Tensor& ids);
+
 // ids [B, T] int64 -> hidden states after the final norm [B, T, hidden].
 torch::Tensor forward_hidden(const ModelConfig& config, const ModelWeights& weights, const torch::Tensor& ids,
                              const ForwardOptions& options);

@@ -57,6 +57,8 @@ const std::vector<Option>& option_table() {
       {"grad-accum", Type::Int, "1", "optimization", "micro-batches per step"},
       {"loss", Type::Text, "kl", "optimization", "ce (next token), kl (to the float model) or kl-top"},
       {"kl-topk", Type::Int, "64", "optimization", "teacher tokens kept by --loss kl-top"},
+      {"recompute", Type::Bool, "false", "run",
+       "keep only each layer's input and recompute the layer in backward (less memory, ~1 more forward)"},
       {"threads", Type::Int, "0", "run", "CPU threads (0: all cores)"},
       {"dtype", Type::Text, "f32", "run", "training dtype: f32 or bf16 (export fuses in f64)"},
       {"device", Type::Text, "auto", "run", "cpu, cuda or auto"},
@@ -203,6 +205,7 @@ TrainConfig train_config_from_json(const nlohmann::json& in, const std::string& 
   c.resume = v["resume"];
   c.quiet = v["quiet"];
   c.resource_check = v["resource-check"];
+  c.recompute = v["recompute"];
   c.skip_baselines = v["skip-baselines"];
   return c;
 }

@@ -33,7 +33,7 @@ struct TrainConfig {
   int nproc = 1;                  // local ranks to launch (torchrun-style environment overrides)
   int64_t dist_timeout = 0;       // seconds a collective may wait for the other ranks
   double reorth_threshold = 0;    // re-orthonormalise when max |R^T R - I| exceeds this
-  bool resume = false, quiet = false, skip_baselines = false, resource_check = true;
+  bool resume = false, quiet = false, skip_baselines = false, resource_check = true, recompute = false;
 
   nlohmann::json resolved;  // every key with its final value
 };

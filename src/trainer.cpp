@@ -17,6 +17,7 @@
 #include "src/evaluate.h"
 #include "src/grad_leaves.h"
 #include "src/quantize_weights.h"
+#include "src/recompute.h"
 #include "src/resources.h"
 
 namespace fs = std::filesystem;
@@ -127,8 +128,18 @@ struct Trainer {
     return o;
   }
 
-  torch::Tensor loss_of(const ModelWeights& w, const torch::Tensor& batch) {
-    torch::Tensor logits = lm_logits(w, forward_hidden(mc, w, batch, student_options()));
+  // One micro-batch's forward and backward, the loss scaled by `scale`; returns that loss (detached).
+  // --recompute keeps only each layer's input and rebuilds the rest during backward.
+  torch::Tensor forward_backward(const ModelWeights& w, const torch::Tensor& batch, double scale) {
+    auto loss_fn = [&](const torch::Tensor& logits) { return loss_from_logits(logits, batch) * scale; };
+    if (cfg.recompute) return backward_with_recompute(mc, w, batch, student_options(), loss_fn);
+    torch::Tensor loss = loss_fn(lm_logits(w, forward_hidden(mc, w, batch, student_options())));
+    loss.backward();
+    return loss.detach();
+  }
+
+  // The training loss of the student's logits [B, T, vocab] on `batch`: CE, or KL to the float model.
+  torch::Tensor loss_from_logits(const torch::Tensor& logits, const torch::Tensor& batch) {
     if (cfg.loss == "ce") return losses::next_token_nll(logits, batch);
     torch::Tensor teacher;
     {
@@ -184,7 +195,8 @@ struct Trainer {
   // Estimated bytes this job still needs on top of what is resident after loading (the checkpoint and
   // `base`), the larger of two phases, per rank:
   //   training: rotated, fake-quantized and leaf-gradient copies of every weight (3 x base) plus
-  //             activations saved for backward and the float32 logits at the loss;
+  //             activations saved for backward (with --recompute: every layer's input and one
+  //             layer's intermediates) and the float32 logits at the loss;
   //   export:   the stored weights folded and fused in float64 (2 x 8 bytes per parameter).
   // A rough model (docs/SCALING.md works it through for 7B-70B), meant to catch a job that cannot fit.
   uint64_t extra_memory_estimate(int64_t seq_len) const {
@@ -195,7 +207,9 @@ struct Trainer {
     const int64_t per_layer = rows * T * (12 * mc.hidden_size + 4 * mc.intermediate_size) * 4 +
                               rows * mc.num_attention_heads * T * T * 4 * 2;
     const int64_t logits = rows * T * mc.vocab_size * 4 * (cfg.loss == "ce" ? 4 : 7);
-    const int64_t training = 3 * weight_bytes + mc.num_hidden_layers * per_layer + logits;
+    const int64_t layer_inputs = (mc.num_hidden_layers + 1) * rows * T * mc.hidden_size * 4;
+    const int64_t activations = cfg.recompute ? layer_inputs + per_layer : mc.num_hidden_layers * per_layer;
+    const int64_t training = 3 * weight_bytes + activations + logits;
     const int64_t exporting = group.is_main() ? numel * 16 : 0;
     return uint64_t(std::max(training, exporting));
   }
@@ -225,9 +239,7 @@ struct Trainer {
     torch::Tensor loss_sum = torch::zeros({1}, trainable.at(0).scalar_type());
     for (int64_t m = 0; m < cfg.grad_accum; ++m) {
       torch::Tensor batch = rank_slice(data.batch(step_index * cfg.grad_accum + m)).to(cfg.device);
-      torch::Tensor loss = loss_of(leaves, batch) / double(cfg.grad_accum);
-      loss.backward();
-      loss_sum += loss.detach().to(torch::kCPU, loss_sum.scalar_type());
+      loss_sum += forward_backward(leaves, batch, 1.0 / double(cfg.grad_accum)).to(torch::kCPU, loss_sum.scalar_type());
     }
     backward_from_leaves(mc, wq, leaves);
     // Every rank averages the same buffer, so every rank sees the same loss and takes the same step.
