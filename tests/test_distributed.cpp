@@ -15,9 +15,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string spintrain(const fs::path& out, const std::string& extra) {
-  return test::bin("spintrain").string() + " --model " + test::asset("models/stories260K").string() + " --calib " +
-         test::asset("data/stories260K-calib.h5").string() + " --out " + out.string() +
-         " --nsamples 16 --seq-len 128 --batch-size 4 --grad-accum 2 --threads 1 --quiet " + extra;
+  return test::spintrain_command(out, "--nsamples 16 --seq-len 128 --batch-size 4 --grad-accum 2 --threads 1 --quiet " + extra);
 }
 
 std::vector<nlohmann::json> log_lines(const fs::path& file) {
@@ -35,11 +33,6 @@ double max_rotation_diff(const fs::path& a, const fs::path& b) {
   return diff;
 }
 
-std::string read(const fs::path& file) {
-  std::ifstream in(file);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -53,8 +46,8 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 TEST(DataParallel, TwoRanksMatchOneProcessAndTorchrunEnvironment) {
   auto dir = test::scratch("dist_match");
   const std::string smooth = "--wbits 16 --loss ce --steps 4 ";
-  ASSERT_EQ(test::run(spintrain(dir / "one", smooth), dir / "one.txt"), 0) << read(dir / "one.txt");
-  ASSERT_EQ(test::run(spintrain(dir / "two", smooth + "--nproc 2"), dir / "two.txt"), 0) << read(dir / "two.txt");
+  ASSERT_EQ(test::run(spintrain(dir / "one", smooth), dir / "one.txt"), 0) << test::read_text(dir / "one.txt");
+  ASSERT_EQ(test::run(spintrain(dir / "two", smooth + "--nproc 2"), dir / "two.txt"), 0) << test::read_text(dir / "two.txt");
 
   // Same global batch: the same losses and rotations up to float32 summation order.
   const auto one = log_lines(dir / "one.log.jsonl"), two = log_lines(dir / "two.log.jsonl");
@@ -69,8 +62,8 @@ TEST(DataParallel, TwoRanksMatchOneProcessAndTorchrunEnvironment) {
 
   // W4A8 KL (the default loss): the first step sees identical weights on both sides.
   const std::string quant = "--wbits 4 --abits 8 --steps 2 ";
-  ASSERT_EQ(test::run(spintrain(dir / "q1", quant), dir / "q1.txt"), 0) << read(dir / "q1.txt");
-  ASSERT_EQ(test::run(spintrain(dir / "q2", quant + "--nproc 2"), dir / "q2.txt"), 0) << read(dir / "q2.txt");
+  ASSERT_EQ(test::run(spintrain(dir / "q1", quant), dir / "q1.txt"), 0) << test::read_text(dir / "q1.txt");
+  ASSERT_EQ(test::run(spintrain(dir / "q2", quant + "--nproc 2"), dir / "q2.txt"), 0) << test::read_text(dir / "q2.txt");
   EXPECT_NEAR(log_lines(dir / "q1.log.jsonl")[0]["loss"].get<double>(),
               log_lines(dir / "q2.log.jsonl")[0]["loss"].get<double>(), 1e-5);
 
@@ -79,7 +72,7 @@ TEST(DataParallel, TwoRanksMatchOneProcessAndTorchrunEnvironment) {
   const std::string both = "(" + env + "RANK=1 LOCAL_RANK=1 " + spintrain(dir / "env", quant) + " & " + env +
                            "RANK=0 LOCAL_RANK=0 " + spintrain(dir / "env", quant) + "; r0=$?; wait $!; r1=$?; " +
                            "exit $((r0 + r1)))";
-  ASSERT_EQ(test::run(both, dir / "env.txt"), 0) << read(dir / "env.txt");
+  ASSERT_EQ(test::run(both, dir / "env.txt"), 0) << test::read_text(dir / "env.txt");
   EXPECT_EQ(max_rotation_diff(dir / "q2", dir / "env"), 0.0);
 }
 
@@ -90,8 +83,8 @@ TEST(DataParallel, MissingRankFailsWithinTimeout) {
                            spintrain(dir / "out", "--steps 2 --dist-timeout 5");
   EXPECT_EQ(test::run(lone, dir / "lone.txt"), 1);
   EXPECT_LT(seconds_since(t0), 60);
-  EXPECT_NE(read(dir / "lone.txt").find("cannot join the process group within 5 s"), std::string::npos)
-      << read(dir / "lone.txt");
+  EXPECT_NE(test::read_text(dir / "lone.txt").find("cannot join the process group within 5 s"), std::string::npos)
+      << test::read_text(dir / "lone.txt");
   EXPECT_FALSE(fs::exists(dir / "out"));
 }
 
@@ -107,7 +100,7 @@ TEST(DataParallel, KilledOrHungRankStopsTheJob) {
                                 wait_for_step + "kill -9 $(pgrep -P $pid | tail -1); wait $pid)";
   EXPECT_EQ(test::run(kill_rank, dir / "killed.txt"), 1);
   EXPECT_LT(seconds_since(t0), 120);
-  const std::string killed = read(dir / "killed.txt");
+  const std::string killed = test::read_text(dir / "killed.txt");
   EXPECT_NE(killed.find("was killed by signal 9"), std::string::npos) << killed;
   EXPECT_FALSE(fs::exists(dir / "out"));
   // "[s]pintrain" matches the ranks' command lines but not the shell running pgrep.
@@ -121,7 +114,7 @@ TEST(DataParallel, KilledOrHungRankStopsTheJob) {
                            " & r0=$!; " + wait_for_step + "kill -STOP $r1; wait $r0; rc=$?; kill -9 $r1; exit $rc)";
   EXPECT_EQ(test::run(hang, dir / "hung.txt"), 1);
   EXPECT_LT(seconds_since(t1), 120);
-  const std::string hung = read(dir / "hung.txt");
+  const std::string hung = test::read_text(dir / "hung.txt");
   EXPECT_NE(hung.find("rank 0: "), std::string::npos) << hung;
   EXPECT_NE(hung.find("another rank died or hung"), std::string::npos) << hung;
 }
@@ -129,6 +122,6 @@ TEST(DataParallel, KilledOrHungRankStopsTheJob) {
 TEST(DataParallel, BatchMustSplitEvenly) {
   auto dir = test::scratch("dist_batch");
   EXPECT_EQ(test::run(spintrain(dir / "out", "--steps 1 --nproc 2 --batch-size 3"), dir / "err.txt"), 1);
-  EXPECT_NE(read(dir / "err.txt").find("--batch-size 3 is not divisible by the 2 ranks"), std::string::npos)
-      << read(dir / "err.txt");
+  EXPECT_NE(test::read_text(dir / "err.txt").find("--batch-size 3 is not divisible by the 2 ranks"), std::string::npos)
+      << test::read_text(dir / "err.txt");
 }

@@ -19,9 +19,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string spintrain(const fs::path& out, const std::string& extra) {
-  return test::bin("spintrain").string() + " --model " + test::asset("models/stories260K").string() + " --calib " +
-         test::asset("data/stories260K-calib.h5").string() + " --out " + out.string() +
-         " --nsamples 32 --batch-size 4 --threads 2 --quiet " + extra;
+  return test::spintrain_command(out, "--nsamples 32 --batch-size 4 --threads 2 --quiet " + extra);
 }
 
 nlohmann::json results(const fs::path& out) {
@@ -114,8 +112,7 @@ TEST(Spintrain, BadOptionsAreOneLineErrors) {
   for (const auto& c : cases) {
     const fs::path log = dir / "log.txt";
     EXPECT_EQ(test::run(spintrain(dir / "out", "--steps 1 " + c.extra), log), 1) << c.extra;
-    std::ifstream in(log);
-    std::string all((std::istreambuf_iterator<char>(in)), {});
+    const std::string all = test::read_text(log);
     EXPECT_NE(all.find(c.fragment), std::string::npos) << c.extra << ": " << all;
     EXPECT_EQ(std::count(all.begin(), all.end(), '\n'), 1) << all;
   }
@@ -176,8 +173,7 @@ TEST(Spintrain, SigkillDuringExportKeepsACompleteOutput) {
                                        "; kill -9 $pid 2>/dev/null && echo KILLED; wait $pid; [ -d " + tmp +
                                        " ] && echo INSIDE; exit 0)";
     test::run(kill_in_export, dir / "killed.txt");
-    std::ifstream report(dir / "killed.txt");
-    const std::string said((std::istreambuf_iterator<char>(report)), {});
+    const std::string said = test::read_text(dir / "killed.txt");
     kills += said.find("KILLED") != std::string::npos;
     killed_mid_export += said.find("INSIDE") != std::string::npos;
     ASSERT_TRUE(fs::exists(out / "config.json")) << "delay " << delay;
@@ -217,8 +213,7 @@ TEST(Spintrain, OrthogonalityDriftIsRepairedAndLogged) {
     EXPECT_LT(j["orth_err"].get<double>(), 1e-6) << line;
   }
   EXPECT_EQ(warnings, 2);
-  std::ifstream err(dir / "log.txt");
-  std::string all((std::istreambuf_iterator<char>(err)), {});
+  const std::string all = test::read_text(dir / "log.txt");
   EXPECT_NE(all.find("re-orthonormalised"), std::string::npos) << all;
 }
 

@@ -31,11 +31,6 @@ std::map<std::string, std::vector<std::string>> read_csv(const fs::path& file) {
   return cols;
 }
 
-std::string read(const fs::path& file) {
-  std::ifstream in(file);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
 }  // namespace
 
 TEST(Sweep, GridWithGptqGivesCsvPlotsAndResumes) {
@@ -52,10 +47,10 @@ TEST(Sweep, GridWithGptqGivesCsvPlotsAndResumes) {
   const std::string cmd = "cd " + test::root().string() + " && /usr/bin/python3 experiments/sweep.py " +
                           (dir / "grid.json").string() + " --out " + (dir / "out").string() +
                           " --jobs 2 --threads 1 --bin " + test::bin("").string();
-  ASSERT_EQ(test::run(cmd, dir / "first.txt"), 0) << read(dir / "first.txt");
+  ASSERT_EQ(test::run(cmd, dir / "first.txt"), 0) << test::read_text(dir / "first.txt");
 
   auto csv = read_csv(dir / "out" / "results.csv");
-  ASSERT_EQ(csv["seed"].size(), 2u) << read(dir / "first.txt");
+  ASSERT_EQ(csv["seed"].size(), 2u) << test::read_text(dir / "first.txt");
   const double float_nll = std::stod(csv["nll[float]"][0]);
   for (const char* col : {"nll[gptq_+_learned]", "nll[gptq_+_random-hadamard_init]", "nll[rtn_+_learned]"}) {
     ASSERT_EQ(csv[col].size(), 2u) << col;
@@ -69,8 +64,8 @@ TEST(Sweep, GridWithGptqGivesCsvPlotsAndResumes) {
   for (const char* png : {"eval_nll.png", "loss_curves.png", "orth_err.png"})
     EXPECT_GT(fs::file_size(dir / "out" / png), 1000u) << png;
 
-  ASSERT_EQ(test::run(cmd, dir / "second.txt"), 0) << read(dir / "second.txt");
-  const std::string second = read(dir / "second.txt");
+  ASSERT_EQ(test::run(cmd, dir / "second.txt"), 0) << test::read_text(dir / "second.txt");
+  const std::string second = test::read_text(dir / "second.txt");
   EXPECT_NE(second.find("seed=0: skipped, gptq skipped"), std::string::npos) << second;
   EXPECT_NE(second.find("seed=1: skipped, gptq skipped"), std::string::npos) << second;
 }

@@ -5,6 +5,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 namespace spin::test {
@@ -34,6 +36,19 @@ inline int run(const std::string& cmd, const std::filesystem::path& log = {}) {
   std::string full = log.empty() ? cmd : cmd + " >" + log.string() + " 2>&1";
   int rc = std::system(full.c_str());
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+// A whole file as text ("" if it does not exist).
+inline std::string read_text(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// The spintrain command line on the bundled stories260K model and calibration rows, writing `out`,
+// with `flags` appended.
+inline std::string spintrain_command(const std::filesystem::path& out, const std::string& flags) {
+  return bin("spintrain").string() + " --model " + asset("models/stories260K").string() + " --calib " +
+         asset("data/stories260K-calib.h5").string() + " --out " + out.string() + " " + flags;
 }
 
 }  // namespace spin::test
