@@ -63,7 +63,7 @@ void on_alarm(int) {
 }
 
 // Prints the case, then the default action (core dump) runs. Not under ASan, which reports crashes itself.
-void on_crash(int sig) {
+[[maybe_unused]] void on_crash(int sig) {
   print_case("\nfuzz: case crashed: ");
   ::signal(sig, SIG_DFL);
   ::raise(sig);
