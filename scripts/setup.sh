@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ccache libtorch-dev libeigen3-dev libhdf5-dev libcxxopts-dev
           nlohmann-json3-dev libgtest-dev libgloo-dev libopenblas0-pthread
-          python3-torch python3-h5py python3-numpy python3-matplotlib)
+          python3-torch python3-h5py python3-numpy python3-matplotlib time)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -95,16 +95,21 @@ TEST(DataParallel, KilledOrHungRankStopsTheJob) {
   const fs::path log = dir / "out.log.jsonl";
   const std::string wait_for_step =
       "for i in $(seq 600); do [ -s " + log.string() + " ] && break; sleep 0.1; done; ";
+  // SIGKILL the last child of $pid (a rank of the launcher), found through /proc/N/stat's ppid field.
+  const std::string kill_a_child =
+      "for p in /proc/[0-9]*; do [ \"$(cut -d' ' -f4 $p/stat 2>/dev/null)\" = \"$pid\" ] && c=${p#/proc/}; done; "
+      "kill -9 $c; ";
   const auto t0 = std::chrono::steady_clock::now();
   const std::string kill_rank = "(" + spintrain(dir / "out", "--steps 100000 --nproc 2") + " & pid=$!; " +
-                                wait_for_step + "kill -9 $(pgrep -P $pid | tail -1); wait $pid)";
+                                wait_for_step + kill_a_child + "wait $pid)";
   EXPECT_EQ(test::run(kill_rank, dir / "killed.txt"), 1);
   EXPECT_LT(seconds_since(t0), 120);
   const std::string killed = test::read_text(dir / "killed.txt");
   EXPECT_NE(killed.find("was killed by signal 9"), std::string::npos) << killed;
   EXPECT_FALSE(fs::exists(dir / "out"));
-  // "[s]pintrain" matches the ranks' command lines but not the shell running pgrep.
-  EXPECT_EQ(test::run("pgrep -f '[s]pintrain.*" + (dir / "out").string() + "' >/dev/null"), 1) << "a rank outlived the job";
+  // No procps on a minimal Debian: read /proc. "[d]ist_kill" matches the ranks' command lines
+  // (they name dist_kill/out) but not the shell running this grep.
+  EXPECT_EQ(test::run("grep -qa -- '[d]ist_kill/out' /proc/[0-9]*/cmdline 2>/dev/null"), 1) << "a rank outlived the job";
 
   fs::remove(log);
   const auto t1 = std::chrono::steady_clock::now();
