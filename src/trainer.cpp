@@ -40,6 +40,8 @@ class BatchStream {
   BatchStream(torch::Tensor rows, int64_t batch_size, uint64_t seed)
       : rows_(std::move(rows)), batch_size_(batch_size), seed_(seed) {}
 
+  int64_t seq_len() const { return rows_.size(1); }
+
   torch::Tensor batch(int64_t j) {
     const int64_t n = rows_.size(0);
     std::vector<int64_t> idx;
@@ -200,8 +202,7 @@ struct Trainer {
   //   export:   the stored weights folded and fused in float64 (2 x 8 bytes per parameter).
   // A rough model (docs/SCALING.md works it through for 7B-70B), meant to catch a job that cannot fit.
   uint64_t extra_memory_estimate(int64_t seq_len) const {
-    int64_t numel = 0;
-    for (const auto& [name, t] : named_tensors(mc, base)) numel += t.numel();
+    const int64_t numel = parameter_count();
     const int64_t weight_bytes = numel * int64_t(torch::elementSize(cfg.dtype));
     const int64_t rows = cfg.batch_size / group.world_size(), T = seq_len;
     const int64_t per_layer = rows * T * (12 * mc.hidden_size + 4 * mc.intermediate_size) * 4 +
@@ -217,10 +218,16 @@ struct Trainer {
   // The export's size: every tensor of `base` (norm-folded, untied) in the stored dtype, plus the
   // float64 rotations.
   uint64_t export_bytes() const {
-    int64_t bytes = 0;
-    for (const auto& [name, t] : named_tensors(mc, base)) bytes += t.numel() * int64_t(torch::elementSize(model.checkpoint.dtype));
+    int64_t bytes = parameter_count() * int64_t(torch::elementSize(model.checkpoint.dtype));
     for (const auto& p : trainable) bytes += p.numel() * 8;
     return uint64_t(bytes);
+  }
+
+  // Elements of every tensor the export will hold (`base`: norm-folded, lm_head untied).
+  int64_t parameter_count() const {
+    int64_t numel = 0;
+    for (const auto& [name, t] : named_tensors(mc, base)) numel += t.numel();
+    return numel;
   }
 
   // This rank's contiguous slice of a global micro-batch [batch_size, T] -> [batch_size / world, T].
@@ -254,14 +261,16 @@ struct Trainer {
     return value;
   }
 
-  // Projects every rotation onto the nearest orthogonal matrix (polar factor, float64) when the
-  // optimizer's drift exceeds --reorth-threshold. Returns the error before projection if it did.
-  std::optional<double> reorthonormalise_if_drifted() {
+  // max |R^T R - I| over the rotations after a step. Above --reorth-threshold every rotation is first
+  // projected onto the nearest orthogonal matrix (polar factor, float64) and `repaired_from` receives
+  // the error before the projection.
+  double repair_orthogonality(std::optional<double>& repaired_from) {
     const double err = opt->max_orthogonality_error();
-    if (err <= cfg.reorth_threshold) return std::nullopt;
+    if (err <= cfg.reorth_threshold) return err;
     torch::NoGradGuard g;
     for (auto& p : trainable) p.copy_(nearest_orthogonal(p));
-    return err;
+    repaired_from = err;
+    return opt->max_orthogonality_error();
   }
 
   Rotations learned_f64() const {
@@ -284,7 +293,7 @@ TrainSummary run_spintrain(const TrainConfig& cfg) {
   dopt.seq_len = cfg.seq_len;
   BatchStream data(data::load_calib(cfg.calib, mc.vocab_size, dopt), cfg.batch_size, cfg.rotation.seed);
   if (cfg.resume) tr.load_state();
-  const int64_t seq_len = data.batch(0).size(1);
+  const int64_t seq_len = data.seq_len();
   if (cfg.resource_check) {
     if (group.is_main()) require_disk(cfg.out, tr.export_bytes(), "spintrain: the export");
     if (cfg.device.is_cpu()) require_memory(tr.extra_memory_estimate(seq_len), cat("spintrain (rank ", group.rank(), ")"));
@@ -303,12 +312,12 @@ TrainSummary run_spintrain(const TrainConfig& cfg) {
   for (int64_t s = tr.start_step; s < cfg.steps; ++s) {
     const auto ts = Clock::now();
     const double loss = tr.step(data, s);
-    const std::optional<double> drift = tr.reorthonormalise_if_drifted();
+    std::optional<double> drift;
+    const double orth = tr.repair_orthogonality(drift);
     const std::string checksum = group.check_identical(tr.trainable, "the rotations");
     const double dt = std::chrono::duration<double>(Clock::now() - ts).count();
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     const double eta = elapsed / (s + 1 - tr.start_step) * (cfg.steps - s - 1);
-    const double orth = tr.opt->max_orthogonality_error();
     const double lr = cfg.lr * tr.schedule.factor(s);
     summary.final_loss = loss;
     summary.steps_run++;
