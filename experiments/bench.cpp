@@ -15,7 +15,6 @@
 // forward_hidden + lm_logits + next_token_nll, backward, HybridOptimizer::step), grad_accum 1, loss ce,
 // W<wbits> per-row symmetric RTN, learned R1 and R2, random-hadamard init, constant lr. Token ids are
 // uniform random (seeded). The first step is a warm-up: with --steps > 1 the means leave it out.
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -24,6 +23,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "data/hdf5_file.h"
 #include "losses/next_token.h"
 #include "optim/hybrid.h"
 #include "src/atomic_file.h"
@@ -33,6 +33,7 @@
 #include "src/grad_leaves.h"
 #include "src/quantize_weights.h"
 #include "src/recompute.h"
+#include "src/resources.h"
 #include "src/rotated_checkpoint.h"
 #include "src/safetensors.h"
 
@@ -48,23 +49,6 @@ void sync(const torch::Device& device) {
 }
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// Peak resident set size of this process in bytes: VmHWM (resettable, see reset_peak_rss), else getrusage.
-int64_t peak_rss_bytes() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return int64_t(ru.ru_maxrss) * 1024;
-}
-
-// Restarts VmHWM from the current RSS (Linux >= 4.0), so a model's peak excludes earlier setup.
-bool reset_peak_rss() {
-  std::ofstream f("/proc/self/clear_refs");
-  f << "5" << std::flush;
-  return f.good();
-}
 
 // GFLOP/s of the best of `reps` [n, n] x [n, n] products in `dtype`.
 double gemm_gflops(int64_t n, torch::ScalarType dtype, const torch::Device& device, int reps) {
@@ -357,8 +341,29 @@ int main(int argc, char** argv) {
         ("baseline", "baseline script (empty: no baseline)", cxxopts::value<std::string>()->default_value(""))
         ("python", "python interpreter for the baseline", cxxopts::value<std::string>()->default_value("/usr/bin/python3"))
         ("seed", "seed of weights, ids and rotations", cxxopts::value<uint64_t>()->default_value("0"))
-        ("out", "also write the JSON to this file", cxxopts::value<std::string>()->default_value(""));
+        ("out", "also write the JSON to this file", cxxopts::value<std::string>()->default_value(""))
+        ("save-random", "only write the random model to DIR (float32 checkpoint) and --batch rows of its "
+                        "token ids to DIR/calib.h5, for spintrain runs at benchmark shapes", cxxopts::value<std::string>());
     auto a = cli::parse(options, argc, argv);
+    if (a.count("save-random")) {
+      const fs::path dir = a["save-random"].as<std::string>();
+      const int64_t seq = a["seq"].as<int64_t>();
+      const json config = random_llama_json(a["hidden"].as<int64_t>(), a["intermediate"].as<int64_t>(),
+                                            a["heads"].as<int64_t>(), a["kv-heads"].as<int64_t>(),
+                                            a["layers"].as<int64_t>(), a["vocab"].as<int64_t>(), seq);
+      const ModelConfig c = parse_model_config(config, "spin-bench random model");
+      const uint64_t seed = a["seed"].as<uint64_t>();
+      SaveOptions so;
+      so.config_json = config;
+      so.dtype = torch::kFloat32;
+      save_checkpoint(dir, c, random_weights(c, seed), so);
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + 7);
+      data::write_token_ids((dir / "calib.h5").string(),
+                            at::randint(c.vocab_size, {a["batch"].as<int64_t>(), seq}, gen, torch::kInt64),
+                            {{"source", "spin-bench --save-random: uniform random token ids"}});
+      std::cerr << "wrote " << dir.string() << " and " << (dir / "calib.h5").string() << std::endl;
+      return 0;
+    }
     Settings s;
     s.dtype = cli::parse_dtype(a["dtype"].as<std::string>());
     s.recompute = a.count("recompute") > 0;

@@ -18,11 +18,22 @@ struct QuantSpec {
   int64_t groupsize = 0;  // 0: whole last dimension
   bool asym = false;
   double clip = 1.0;      // fraction of the range kept (clip ratio)
+  // Training only. false: pure straight-through (the gradient of x is passed unchanged, the scale is a
+  // constant). true: the scale's dependence on x (max|x| or the range, times clip) is differentiated
+  // too, with a straight-through round (LSQ/OmniQuant style, as SpinQuant's own quantizer does): a
+  // transform that shrinks outliers then sees the smaller quantization step it buys.
+  bool scale_grad = false;
 
   bool enabled() const { return bits < 16; }
   std::string describe() const;  // e.g. "4-bit sym g128 clip 1.0" or "off"
 };
 
 torch::Tensor fake_quant(const torch::Tensor& x, const QuantSpec& spec);
+
+// Same with a learnable clip ratio per row of x viewed as [rows, n] (clip [rows], values in (0, 1]) in
+// place of spec.clip. Gradient to x as above. Gradient to clip: through the scale with a
+// straight-through round (LSQ / OmniQuant's learnable weight clipping), i.e. per element
+// (round(x/s) − x/s)·∂s/∂clip inside the range and (clamped code − zero)·∂s/∂clip outside it.
+torch::Tensor fake_quant(const torch::Tensor& x, const QuantSpec& spec, const torch::Tensor& clip);
 
 }  // namespace spin

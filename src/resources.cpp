@@ -1,5 +1,7 @@
 #include "src/resources.h"
 
+#include <sys/resource.h>
+
 #include <fstream>
 #include <iomanip>
 #include <sstream>
@@ -68,6 +70,21 @@ void require_memory(uint64_t bytes, const std::string& what) {
   const uint64_t avail = available_memory_bytes();
   SPIN_CHECK(avail == 0 || bytes <= avail, what, " needs about ", format_bytes(bytes), " more memory but only ",
              format_bytes(avail), " is available (MemAvailable / cgroup limit)");
+}
+
+int64_t peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return int64_t(ru.ru_maxrss) * 1024;
+}
+
+bool reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5" << std::flush;
+  return f.good();
 }
 
 }  // namespace spin

@@ -24,6 +24,13 @@ void require_disk(const std::filesystem::path& path, uint64_t bytes, const std::
 // (skipped when that is unknown).
 void require_memory(uint64_t bytes, const std::string& what);
 
+// Peak resident set size of this process in bytes (VmHWM, else getrusage's ru_maxrss).
+int64_t peak_rss_bytes();
+
+// Restarts VmHWM from the current RSS (Linux >= 4.0), so a later peak excludes earlier work; false if
+// the kernel refused.
+bool reset_peak_rss();
+
 // "1.23 GiB" / "456.0 MiB".
 std::string format_bytes(uint64_t bytes);
 

@@ -15,13 +15,34 @@ namespace {
 const char* kRotationsFile = "rotations.safetensors";
 
 std::string r2_name(int64_t layer) { return cat("layers.", layer, ".R2"); }
+std::string clip_name(int64_t layer, size_t linear) { return cat("layers.", layer, ".", LayerClip::kLinearNames[linear]); }
+
+// The clip ratios of `file` for every layer of `c`, validated (shape [out], values in [kMinClip, 1]).
+std::vector<LayerClip> read_weight_clip(const fs::path& path, const ModelConfig& c) {
+  SPIN_CHECK(fs::exists(path), path.string(), ": weight clip file named in config.json is missing");
+  SafetensorsFile file(path.string());
+  std::vector<LayerClip> clip = init_clip(c, 1.0, torch::kCPU);
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i)
+    for (size_t j = 0; j < LayerClip::kLinearNames.size(); ++j) {
+      const std::string name = clip_name(i, j);
+      SPIN_CHECK(file.contains(name), path.string(), ": tensor '", name, "' is missing");
+      torch::Tensor r = file.get(name).to(torch::kFloat32);
+      SPIN_CHECK(r.sizes() == clip[i].ratio[j].sizes(), path.string(), ": tensor '", name, "' has shape ", r.sizes(),
+                 " but the model needs ", clip[i].ratio[j].sizes());
+      SPIN_CHECK(r.ge(kMinClip).all().item<bool>() && r.le(1.0).all().item<bool>(), path.string(), ": tensor '", name,
+                 "' has clip ratios outside [", kMinClip, ", 1]");
+      clip[i].ratio[j] = r;
+    }
+  return clip;
+}
 
 double orthogonality_error(const torch::Tensor& r) {
   torch::Tensor r64 = r.to(torch::kFloat64);
   return (r64.t().matmul(r64) - torch::eye(r.size(0), torch::kFloat64)).abs().max().item<double>();
 }
 
-void check_rotation(const SafetensorsFile& file, const std::string& name, int64_t n) {
+// The validated float64 rotation `name` [n, n] of `file`.
+torch::Tensor read_rotation(const SafetensorsFile& file, const std::string& name, int64_t n) {
   SPIN_CHECK(file.contains(name), file.path(), ": tensor '", name, "' is missing");
   torch::Tensor r = file.get(name);
   SPIN_CHECK(r.sizes() == torch::IntArrayRef({n, n}), file.path(), ": tensor '", name, "' has shape ", r.sizes(),
@@ -29,6 +50,7 @@ void check_rotation(const SafetensorsFile& file, const std::string& name, int64_
   SPIN_CHECK(r.is_floating_point(), file.path(), ": tensor '", name, "' is not floating point");
   const double err = orthogonality_error(r);
   SPIN_CHECK(err < 1e-6, file.path(), ": tensor '", name, "' is not orthogonal (max |R^T R - I| = ", err, ")");
+  return r.to(torch::kFloat64);
 }
 
 }  // namespace
@@ -100,6 +122,16 @@ void export_rotated(const fs::path& out, const Checkpoint& source, const ModelWe
   save_checkpoint(out, c, fused, opt);
 }
 
+const char* const kWeightClipFile = "weight_clip.safetensors";
+
+void save_weight_clip(const fs::path& file, const std::vector<LayerClip>& clip) {
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (size_t i = 0; i < clip.size(); ++i)
+    for (size_t j = 0; j < LayerClip::kLinearNames.size(); ++j)
+      tensors.emplace_back(clip_name(int64_t(i), j), clip[i].ratio[j].detach().to(torch::kCPU, torch::kFloat32));
+  save_safetensors(file.string(), tensors, {{"format", "spintrain-weight-clip/1"}});
+}
+
 torch::Tensor nearest_orthogonal(const torch::Tensor& r) {
   auto [u, s, vh] = torch::linalg::svd(r.detach().to(torch::kCPU, torch::kFloat64), false, c10::nullopt);
   return u.matmul(vh);
@@ -113,12 +145,12 @@ ForwardOptions LoadedModel::online() const {
 }
 
 LoadedModel load_model(const fs::path& dir) {
-  LoadedModel m{is_gptq_checkpoint(dir) ? load_gptq_checkpoint(dir) : load_checkpoint(dir), {}};
+  LoadedModel m{is_gptq_checkpoint(dir) ? load_gptq_checkpoint(dir) : load_checkpoint(dir), {}, {}, {}};
   const auto& j = m.checkpoint.config.json;
   if (!j.contains("rotation")) return m;
   const std::string where = (dir / "config.json").string() + ": rotation";
   const ModelConfig& c = m.checkpoint.config;
-  std::string rotations_file;
+  std::string rotations_file, clip_file;
   try {
     const auto& s = j["rotation"];
     SPIN_CHECK(s.is_object(), where, " must be an object");
@@ -145,6 +177,7 @@ LoadedModel load_model(const fs::path& dir) {
     m.rotation.seed = s.value("seed", uint64_t(0));
     m.rotation.learned = s.value("learned", false);
     rotations_file = s.value("rotations_file", std::string(kRotationsFile));
+    clip_file = s.value("weight_clip_file", std::string());
   } catch (const nlohmann::json::exception& e) {
     fail(where, ": a field has the wrong type (", e.what(), ")");
   }
@@ -152,10 +185,11 @@ LoadedModel load_model(const fs::path& dir) {
     const fs::path rot_path = dir / rotations_file;
     SPIN_CHECK(fs::exists(rot_path), rot_path.string(), ": rotations file named in config.json is missing");
     SafetensorsFile file(rot_path.string());
-    if (m.rotation.r1) check_rotation(file, "R1", c.hidden_size);
+    if (m.rotation.r1) m.rotations.r1 = read_rotation(file, "R1", c.hidden_size);
     if (m.rotation.r2)
-      for (int64_t i = 0; i < c.num_hidden_layers; ++i) check_rotation(file, r2_name(i), c.head_dim);
+      for (int64_t i = 0; i < c.num_hidden_layers; ++i) m.rotations.r2.push_back(read_rotation(file, r2_name(i), c.head_dim));
   }
+  if (!clip_file.empty()) m.weight_clip = read_weight_clip(dir / clip_file, c);
   return m;
 }
 

@@ -14,6 +14,7 @@
 
 #include "src/checkpoint.h"
 #include "src/model.h"
+#include "src/quantize_weights.h"
 #include "src/rotation.h"
 
 namespace spin {
@@ -41,6 +42,12 @@ void export_rotated(const std::filesystem::path& out, const Checkpoint& source, 
                     const RotationConfig& rc, const Rotations& rotations, const nlohmann::json& extra_section = {},
                     const std::function<void(const std::filesystem::path& dir)>& extra_files = {});
 
+// Learned weight clip ratios (--learn-clip): "layers.<i>.<q_proj|...|down_proj>" [out] float32, named in
+// the rotation section as "weight_clip_file". RTN of the checkpoint's linears with these ratios is the
+// quantizer spintrain trained against (spin-eval uses them; GPTQ picks its own scales).
+extern const char* const kWeightClipFile;
+void save_weight_clip(const std::filesystem::path& file, const std::vector<LayerClip>& clip);
+
 // The orthogonal matrix nearest to r (polar factor U·Vᵀ of its SVD), in float64: removes the float32
 // drift of a learned rotation before it is fused and saved.
 torch::Tensor nearest_orthogonal(const torch::Tensor& r);
@@ -50,6 +57,8 @@ torch::Tensor nearest_orthogonal(const torch::Tensor& r);
 struct LoadedModel {
   Checkpoint checkpoint;
   RotationConfig rotation;  // all false for an ordinary checkpoint
+  Rotations rotations;      // the fused R1/R2 from rotations.safetensors (float64), if any
+  std::vector<LayerClip> weight_clip;  // learned clip ratios, if the rotation section names a file
   ForwardOptions online() const;  // r3/r4 set from the rotation section, no quantization
 };
 LoadedModel load_model(const std::filesystem::path& dir);

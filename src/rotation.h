@@ -41,4 +41,9 @@ enum class EmbeddingR1 { fused, online };
 ModelWeights rotate_weights(const ModelConfig& config, const ModelWeights& base, const Rotations& rotations,
                             EmbeddingR1 embedding = EmbeddingR1::fused);
 
+// One decoder layer with R1 (undefined: none) and its R2 (undefined: none) applied, in the layer's dtype;
+// rotate_weights applies it to every layer. Block-wise training rotates one layer at a time with it.
+LayerWeights rotate_layer(const ModelConfig& config, const LayerWeights& layer, const torch::Tensor& r1,
+                          const torch::Tensor& r2);
+
 }  // namespace spin

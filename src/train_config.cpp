@@ -40,11 +40,23 @@ const std::vector<Option>& option_table() {
       {"vbits", Type::Int, "16", "quantization", "V-cache bits (16: float)"},
       {"kv-groupsize", Type::Int, "0", "quantization", "KV group size along head_dim (0: whole head)"},
       {"kv-asym", Type::Bool, "true", "quantization", "asymmetric KV"},
+      {"quant-grad", Type::Text, "scale", "quantization",
+       "gradient of the fake quantizers: ste (straight-through, scale constant) or scale (also through the scale)"},
       {"rotations", Type::Text, "r1,r2", "rotation", "learned rotations: subset of r1,r2"},
       {"r3", Type::Bool, "false", "rotation", "online Hadamard on q/k after RoPE"},
       {"r4", Type::Bool, "false", "rotation", "online Hadamard on down_proj's input"},
       {"init", Type::Text, "random-hadamard", "rotation", "hadamard, random-hadamard, random or identity"},
       {"seed", Type::Int, "0", "rotation", "seed of the initial rotations and the data order"},
+      {"mode", Type::Text, "e2e", "rotation",
+       "e2e (end to end), blockwise (R2 and scales one layer at a time against the float layer's output, R1 fixed) "
+       "or adapt (closed-form R1/R2 by polar factors, no backpropagation)"},
+      {"r1-from", Type::Text, "", "rotation", "take R1 from this rotated checkpoint (e.g. an e2e run on a few rows) instead of --init"},
+      {"smooth", Type::Bool, "false", "rotation", "learn per-channel smoothing scales (folded into the weights at export)"},
+      {"learn-clip", Type::Bool, "false", "rotation", "learn per-row weight clip ratios in [0.5, 1] (saved in weight_clip.safetensors)"},
+      {"scale-lr", Type::Float, "0.01", "optimization", "Adam learning rate of smoothing log-scales and clip ratios"},
+      {"adapt-steps", Type::Int, "100", "rotation", "--mode adapt: alternations (quantize, polar factor) per rotation"},
+      {"adapt-block-size", Type::Int, "0", "rotation", "--mode adapt: refine within diagonal blocks of this size (0: whole matrix)"},
+      {"adapt-max-samples", Type::Int, "2048", "rotation", "--mode adapt: activation rows (tokens) per term"},
       {"optimizer", Type::Text, "cayley-sgd", "optimization", "cayley-sgd or cayley-adam"},
       {"lr", Type::Float, "0.1", "optimization", "learning rate of the rotations (chosen by sweeps: docs/RESULTS.md)"},
       {"momentum", Type::Float, "0.9", "optimization", "Cayley SGD momentum / Cayley Adam beta1"},
@@ -52,7 +64,7 @@ const std::vector<Option>& option_table() {
       {"reorth-threshold", Type::Float, "1e-4", "optimization",
        "re-orthonormalise the rotations (with a logged warning) when max |R^T R - I| exceeds this"},
       {"warmup", Type::Int, "0", "optimization", "linear warmup steps"},
-      {"steps", Type::Int, "100", "optimization", "optimizer steps"},
+      {"steps", Type::Int, "100", "optimization", "optimizer steps (per layer with --mode blockwise)"},
       {"batch-size", Type::Int, "8", "optimization", "rows per micro-batch"},
       {"grad-accum", Type::Int, "1", "optimization", "micro-batches per step"},
       {"loss", Type::Text, "kl", "optimization", "ce (next token), kl (to the float model) or kl-top"},
@@ -168,8 +180,12 @@ TrainConfig train_config_from_json(const nlohmann::json& in, const std::string& 
   c.act = {v["abits"], 0, v["a-asym"], v["a-clip"]};
   c.key = {v["kbits"], v["kv-groupsize"], v["kv-asym"], 1.0};
   c.value = {v["vbits"], v["kv-groupsize"], v["kv-asym"], 1.0};
-  for (const QuantSpec* s : {&c.weight, &c.act, &c.key, &c.value})
+  const std::string quant_grad = v["quant-grad"];
+  SPIN_CHECK(quant_grad == "ste" || quant_grad == "scale", where, ": quant-grad '", quant_grad, "' is not ste or scale");
+  for (QuantSpec* s : {&c.weight, &c.act, &c.key, &c.value}) {
     SPIN_CHECK(s->bits >= 2 && s->bits <= 16, where, ": bits must be between 2 and 16, got ", s->bits);
+    s->scale_grad = quant_grad == "scale";
+  }
   c.rotation = RotationConfig::parse_list(v["rotations"], where + ": rotations");
   SPIN_CHECK(!c.rotation.r3 && !c.rotation.r4, where, ": r3/r4 are fixed Hadamards: use --r3/--r4, not --rotations");
   c.rotation.r3 = v["r3"];
@@ -177,6 +193,20 @@ TrainConfig train_config_from_json(const nlohmann::json& in, const std::string& 
   c.rotation.init = v["init"];
   c.rotation.seed = v["seed"].get<uint64_t>();
   c.rotation.learned = true;
+  c.mode = v["mode"];
+  SPIN_CHECK(c.mode == "e2e" || c.mode == "blockwise" || c.mode == "adapt", where, ": mode '", c.mode,
+             "' is not e2e, blockwise or adapt");
+  c.r1_from = v["r1-from"];
+  c.smooth = v["smooth"];
+  c.learn_clip = v["learn-clip"];
+  c.scale_lr = v["scale-lr"];
+  c.adapt_steps = v["adapt-steps"];
+  c.adapt_block_size = v["adapt-block-size"];
+  c.adapt_max_samples = v["adapt-max-samples"];
+  SPIN_CHECK(c.scale_lr > 0 && c.adapt_steps >= 0 && c.adapt_block_size >= 0 && c.adapt_max_samples > 0, where,
+             ": scale-lr and adapt-max-samples must be positive, adapt-steps and adapt-block-size not negative");
+  SPIN_CHECK(c.mode != "adapt" || (!c.smooth && !c.learn_clip), where,
+             ": --smooth and --learn-clip are learned by backpropagation: use them with --mode e2e or blockwise");
   c.optimizer = v["optimizer"];
   SPIN_CHECK(c.optimizer == "cayley-sgd" || c.optimizer == "cayley-adam", where, ": optimizer '", c.optimizer,
              "' is not cayley-sgd or cayley-adam");
@@ -207,6 +237,8 @@ TrainConfig train_config_from_json(const nlohmann::json& in, const std::string& 
   c.resource_check = v["resource-check"];
   c.recompute = v["recompute"];
   c.skip_baselines = v["skip-baselines"];
+  SPIN_CHECK(c.mode == "e2e" || (c.nproc == 1 && !c.resume && c.save_every == 0 && !c.recompute), where, ": --mode ",
+             c.mode, " runs in one process without --resume, --save-every or --recompute (those are for --mode e2e)");
   return c;
 }
 

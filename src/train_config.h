@@ -21,6 +21,13 @@ struct TrainConfig {
   QuantSpec weight, act, key, value;
   // rotations
   RotationConfig rotation;
+  // what is learned, and how: "e2e" (end to end), "blockwise" (R2 + scales one layer at a time against
+  // the float layer, R1 fixed) or "adapt" (closed-form R1/R2, no backpropagation)
+  std::string mode;
+  bool smooth = false, learn_clip = false;  // learnable smoothing scales / weight clip ratios (Adam)
+  double scale_lr = 0;
+  std::string r1_from;  // take R1 from this rotated checkpoint instead of --init
+  int64_t adapt_steps = 0, adapt_block_size = 0, adapt_max_samples = 0;
   // optimization
   std::string optimizer, schedule, loss;
   double lr = 0, momentum = 0;

@@ -8,17 +8,22 @@
 #include <iostream>
 #include <optional>
 
+#include "data/batch_stream.h"
 #include "data/calib_dataset.h"
 #include "losses/next_token.h"
 #include "optim/hybrid.h"
+#include "src/adapt_rotation.h"
 #include "src/atomic_file.h"
+#include "src/blockwise.h"
 #include "src/check.h"
 #include "src/distributed.h"
 #include "src/evaluate.h"
 #include "src/grad_leaves.h"
-#include "src/quantize_weights.h"
+#include "src/learnables.h"
 #include "src/recompute.h"
 #include "src/resources.h"
+#include "src/safetensors.h"
+#include "src/train_log.h"
 
 namespace fs = std::filesystem;
 
@@ -31,43 +36,10 @@ using Clock = std::chrono::steady_clock;
 const char* kResultKeys[] = {"model", "calib", "nsamples", "seq-len", "wbits", "groupsize", "w-asym", "w-clip",
                              "abits", "a-asym", "a-clip", "kbits", "vbits", "kv-groupsize", "kv-asym", "rotations",
                              "r3", "r4", "init", "seed", "optimizer", "lr", "momentum", "schedule", "warmup",
-                             "steps", "batch-size", "grad-accum", "loss", "kl-topk", "dtype", "reorth-threshold"};
+                             "steps", "batch-size", "grad-accum", "loss", "kl-topk", "dtype", "reorth-threshold",
+                             "mode", "r1-from", "smooth", "learn-clip", "scale-lr", "quant-grad"};
 
-// Rows of the calibration set in a seeded order, reshuffled every epoch; micro-batch j is a pure
-// function of (seed, j), so a resumed run sees the same data.
-class BatchStream {
- public:
-  BatchStream(torch::Tensor rows, int64_t batch_size, uint64_t seed)
-      : rows_(std::move(rows)), batch_size_(batch_size), seed_(seed) {}
-
-  int64_t seq_len() const { return rows_.size(1); }
-
-  torch::Tensor batch(int64_t j) {
-    const int64_t n = rows_.size(0);
-    std::vector<int64_t> idx;
-    for (int64_t p = j * batch_size_; p < (j + 1) * batch_size_; ++p) {
-      const int64_t epoch = p / n;
-      if (epoch != epoch_) {
-        perm_ = data::seeded_permutation(n, seed_ + 1000003ull * epoch);
-        epoch_ = epoch;
-      }
-      idx.push_back(perm_[p % n]);
-    }
-    return rows_.index_select(0, torch::tensor(idx));
-  }
-
- private:
-  torch::Tensor rows_;
-  int64_t batch_size_;
-  uint64_t seed_;
-  int64_t epoch_ = -1;
-  std::vector<int64_t> perm_;
-};
-
-std::string format_seconds(double s) {
-  const int64_t t = static_cast<int64_t>(s + 0.5);
-  return t >= 60 ? cat(t / 60, "m", std::setw(2), std::setfill('0'), t % 60, "s") : cat(t, "s");
-}
+using data::BatchStream;
 
 struct Trainer {
   const TrainConfig& cfg;
@@ -75,10 +47,9 @@ struct Trainer {
   LoadedModel model;
   const ModelConfig& mc;
   ModelWeights base;  // folded (+R4) frozen weights in the training dtype/device
-  Rotations init;     // float64 initial rotations
-  Rotations params;   // trainable leaves
-  std::vector<torch::Tensor> trainable;  // params.r1 (if learned), then params.r2
-  std::unique_ptr<optim::HybridOptimizer> opt;
+  Rotations init;     // float64 initial rotations (R1 from --r1-from when given)
+  Learnables learn;   // rotations (R1 fixed outside e2e), scales and clip ratios
+  std::unique_ptr<optim::HybridOptimizer> opt;  // e2e (blockwise makes one per layer)
   optim::LrSchedule schedule;
   int64_t start_step = 0;
 
@@ -88,26 +59,21 @@ struct Trainer {
                " is not divisible by the ", group.world_size(), " ranks (each rank takes an equal slice)");
     SPIN_CHECK(!model.rotation.any(), c.model, ": is already a rotated checkpoint (config.json has a rotation section)");
     init = init_rotations(mc, cfg.rotation);
+    if (!cfg.r1_from.empty()) {
+      SPIN_CHECK(cfg.rotation.r1, "spintrain: --r1-from needs r1 in --rotations");
+      const Rotations from = load_model(cfg.r1_from).rotations;
+      SPIN_CHECK(from.r1.defined(), cfg.r1_from, ": has no R1 (config.json rotation.fused does not list r1)");
+      SPIN_CHECK(from.r1.size(0) == mc.hidden_size, cfg.r1_from, ": R1 is ", from.r1.size(0), " x ", from.r1.size(1),
+                 " but ", cfg.model, " has hidden_size ", mc.hidden_size);
+      init.r1 = from.r1;
+    }
     base = map_weights(mc, rotation_base(mc, model.checkpoint.weights, cfg.rotation),
                        [&](const torch::Tensor& t) { return t.to(cfg.device, cfg.dtype); });
-    const auto param_dtype = cfg.dtype == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
-    auto leaf = [&](const torch::Tensor& r) { return r.to(cfg.device, param_dtype).clone().requires_grad_(true); };
-    if (init.r1.defined()) trainable.push_back(params.r1 = leaf(init.r1));
-    for (const auto& r : init.r2) trainable.push_back(params.r2.emplace_back(leaf(r)));
-    SPIN_CHECK(!trainable.empty(), "spintrain: --rotations names nothing to learn (use r1, r2 or both)");
-    std::vector<torch::optim::OptimizerParamGroup> groups;
-    if (cfg.optimizer == "cayley-sgd") {
-      optim::CayleySGDOptions o;
-      o.lr = cfg.lr;
-      o.momentum = cfg.momentum;
-      groups.push_back(optim::stiefel_group(trainable, o));
-    } else {
-      optim::CayleyAdamOptions o;
-      o.lr = cfg.lr;
-      o.beta1 = cfg.momentum;
-      groups.push_back(optim::stiefel_group(trainable, o));
-    }
-    opt = std::make_unique<optim::HybridOptimizer>(std::move(groups));
+    // Only end-to-end training sees R1's effect on every layer at once; the other modes keep it fixed.
+    learn = Learnables::create(cfg, mc, init, cfg.mode == "e2e");
+    SPIN_CHECK(!learn.all().empty() || cfg.mode == "adapt",
+               "spintrain: nothing to learn: --rotations names nothing and --smooth/--learn-clip are off");
+    if (cfg.mode == "e2e") opt = make_optimizer(cfg, learn.stiefel(), learn.euclidean());
     schedule.kind = optim::parse_schedule_kind(cfg.schedule, "--schedule");
     schedule.warmup_steps = cfg.warmup;
     schedule.total_steps = std::max<int64_t>(cfg.steps, 1);
@@ -165,8 +131,8 @@ struct Trainer {
     a.write("next_step", torch::tensor(next_step));
     const std::string keys = result_keys().dump();
     a.write("config_json", torch::from_blob(const_cast<char*>(keys.data()), {int64_t(keys.size())}, torch::kUInt8).clone());
-    if (params.r1.defined()) a.write("r1", params.r1.detach());
-    for (size_t i = 0; i < params.r2.size(); ++i) a.write(cat("r2.", i), params.r2[i].detach());
+    const auto params = learn.all();
+    for (size_t i = 0; i < params.size(); ++i) a.write(cat("param.", i), params[i].detach());
     opt->save(o);
     a.write("optimizer", o);
     fs::create_directories(cfg.state_dir);
@@ -188,8 +154,8 @@ struct Trainer {
                ": the training state was made with different options: ", saved);
     start_step = read("next_step").item<int64_t>();
     torch::NoGradGuard g;
-    if (params.r1.defined()) params.r1.copy_(read("r1"));
-    for (size_t i = 0; i < params.r2.size(); ++i) params.r2[i].copy_(read(cat("r2.", i)));
+    const auto params = learn.all();
+    for (size_t i = 0; i < params.size(); ++i) params[i].copy_(read(cat("param.", i)));
     a.read("optimizer", o);
     opt->load(o);
   }
@@ -216,10 +182,10 @@ struct Trainer {
   }
 
   // The export's size: every tensor of `base` (norm-folded, untied) in the stored dtype, plus the
-  // float64 rotations.
+  // float64 rotations and the clip ratios.
   uint64_t export_bytes() const {
     int64_t bytes = parameter_count() * int64_t(torch::elementSize(model.checkpoint.dtype));
-    for (const auto& p : trainable) bytes += p.numel() * 8;
+    for (const auto& p : learn.all()) bytes += p.numel() * 8;
     return uint64_t(bytes);
   }
 
@@ -239,11 +205,12 @@ struct Trainer {
   // One optimizer step over grad_accum global micro-batches; returns the mean loss over all ranks.
   double step(BatchStream& data, int64_t step_index) {
     opt->zero_grad();
-    ModelWeights wq = fake_quant_weights(rotate_weights(mc, base, params, EmbeddingR1::online), cfg.weight);
+    ModelWeights wq = student_weights(mc, base, learn, cfg.weight, EmbeddingR1::online);
     // Detached leaves: every micro-batch's backward stops here, so the rotation and quantization of the
     // weights run once per step whatever grad_accum is.
     ModelWeights leaves = grad_leaves(mc, wq);
-    torch::Tensor loss_sum = torch::zeros({1}, trainable.at(0).scalar_type());
+    const std::vector<torch::Tensor> params = learn.all();
+    torch::Tensor loss_sum = torch::zeros({1}, cfg.dtype == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32);
     for (int64_t m = 0; m < cfg.grad_accum; ++m) {
       torch::Tensor batch = rank_slice(data.batch(step_index * cfg.grad_accum + m)).to(cfg.device);
       loss_sum += forward_backward(leaves, batch, 1.0 / double(cfg.grad_accum)).to(torch::kCPU, loss_sum.scalar_type());
@@ -251,7 +218,10 @@ struct Trainer {
     backward_from_leaves(mc, wq, leaves);
     // Every rank averages the same buffer, so every rank sees the same loss and takes the same step.
     std::vector<torch::Tensor> reduced = {loss_sum};
-    for (const auto& p : trainable) reduced.push_back(p.grad());
+    for (torch::Tensor p : params) {
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);  // e.g. a scale that no loss reads
+      reduced.push_back(p.grad());
+    }
     group.average(reduced);
     const double value = loss_sum.item<double>();
     SPIN_CHECK(std::isfinite(value), "spintrain: step ", step_index + 1, ": loss is ", value,
@@ -261,22 +231,37 @@ struct Trainer {
     return value;
   }
 
-  // max |R^T R - I| over the rotations after a step. Above --reorth-threshold every rotation is first
-  // projected onto the nearest orthogonal matrix (polar factor, float64) and `repaired_from` receives
-  // the error before the projection.
-  double repair_orthogonality(std::optional<double>& repaired_from) {
-    const double err = opt->max_orthogonality_error();
-    if (err <= cfg.reorth_threshold) return err;
-    torch::NoGradGuard g;
-    for (auto& p : trainable) p.copy_(nearest_orthogonal(p));
-    repaired_from = err;
-    return opt->max_orthogonality_error();
+  // Steps start_step..cfg.steps of end-to-end training, one log record each.
+  void train(BatchStream& data, TrainLog& log, TrainSummary& summary) {
+    const int64_t tokens_per_step = cfg.batch_size * cfg.grad_accum * data.seq_len();
+    const auto t0 = Clock::now();
+    const std::vector<torch::Tensor> params = learn.all();
+    for (int64_t s = start_step; s < cfg.steps; ++s) {
+      const auto ts = Clock::now();
+      const double loss = step(data, s);
+      learn.project();
+      std::optional<double> drift;
+      const double orth = repair_orthogonality(*opt, learn.stiefel(), cfg.reorth_threshold, drift);
+      const std::string checksum = group.check_identical(params, "the learned parameters");
+      const double dt = std::chrono::duration<double>(Clock::now() - ts).count();
+      const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+      summary.final_loss = loss;
+      summary.steps_run++;
+      nlohmann::json rec = {{"step", s + 1}, {"steps", cfg.steps}, {"loss", loss}, {"lr", cfg.lr * schedule.factor(s)},
+                            {"orth_err", orth}, {"tokens_per_s", tokens_per_step / dt}, {"step_seconds", dt},
+                            {"eta_seconds", elapsed / (s + 1 - start_step) * (cfg.steps - s - 1)},
+                            {"world_size", group.world_size()}, {"rot_checksum", checksum}};
+      if (drift) rec["warning"] = orthogonality_warning(*drift, cfg.reorth_threshold);
+      log.step(rec);
+      if (group.is_main() && cfg.save_every > 0 && ((s + 1) % cfg.save_every == 0 || s + 1 == cfg.steps))
+        save_state(s + 1);
+    }
   }
 
   Rotations learned_f64() const {
     Rotations r;
-    if (params.r1.defined()) r.r1 = nearest_orthogonal(params.r1);
-    for (const auto& p : params.r2) r.r2.push_back(nearest_orthogonal(p));
+    if (learn.rotations.r1.defined()) r.r1 = nearest_orthogonal(learn.rotations.r1);
+    for (const auto& p : learn.rotations.r2) r.r2.push_back(nearest_orthogonal(p));
     return r;
   }
 };
@@ -301,50 +286,37 @@ TrainSummary run_spintrain(const TrainConfig& cfg) {
 
   // Rank 0 alone writes the log, the training state and the export; the others only train.
   const bool main_rank = group.is_main();
-  std::ofstream log;
-  if (main_rank) {
-    log.open(cfg.log, cfg.resume ? std::ios::app : std::ios::trunc);
-    SPIN_CHECK(log.good(), cfg.log, ": cannot open log file");
-  }
-  const int64_t tokens_per_step = cfg.batch_size * cfg.grad_accum * seq_len;
+  TrainLog log = main_rank ? TrainLog(cfg.log, cfg.resume, cfg.quiet) : TrainLog();
   TrainSummary summary;
   const auto t0 = Clock::now();
-  for (int64_t s = tr.start_step; s < cfg.steps; ++s) {
-    const auto ts = Clock::now();
-    const double loss = tr.step(data, s);
-    std::optional<double> drift;
-    const double orth = tr.repair_orthogonality(drift);
-    const std::string checksum = group.check_identical(tr.trainable, "the rotations");
-    const double dt = std::chrono::duration<double>(Clock::now() - ts).count();
-    const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-    const double eta = elapsed / (s + 1 - tr.start_step) * (cfg.steps - s - 1);
-    const double lr = cfg.lr * tr.schedule.factor(s);
-    summary.final_loss = loss;
-    summary.steps_run++;
-    if (!main_rank) continue;
-    nlohmann::json rec = {{"step", s + 1}, {"loss", loss}, {"lr", lr}, {"orth_err", orth},
-                          {"tokens_per_s", tokens_per_step / dt}, {"step_seconds", dt}, {"eta_seconds", eta},
-                          {"world_size", group.world_size()}, {"rot_checksum", checksum}};
-    if (drift) {
-      const std::string warning = cat("orthogonality error ", *drift, " exceeded --reorth-threshold ",
-                                      cfg.reorth_threshold, "; rotations re-orthonormalised (polar factor)");
-      rec["warning"] = warning;
-      std::cerr << "warning: step " << s + 1 << ": " << warning << std::endl;
+  if (cfg.mode == "e2e") {
+    tr.train(data, log, summary);
+  } else if (cfg.mode == "blockwise") {
+    const BlockwiseSummary b = train_blockwise(cfg, mc, tr.base, tr.learn, data.rows().to(cfg.device),
+                                               tr.student_options(), tr.teacher_options(), log);
+    summary.final_loss = b.final_loss;
+    summary.steps_run = b.steps_run;
+  } else {  // adapt: closed form, no optimizer
+    const AdaptOptions ao{cfg.adapt_steps, cfg.adapt_block_size, cfg.adapt_max_samples, cfg.rotation.seed};
+    const AdaptResult a = adapt_rotations(mc, tr.base, tr.init, data.rows().to(cfg.device), cfg.weight,
+                                          tr.student_options(), ao);
+    for (const AdaptStageReport& st : a.stages) {
+      log.record({{"stage", st.name}, {"objective_before", st.before}, {"objective_after", st.after},
+                  {"terms", st.terms}, {"best_step", st.best_step}});
+      if (main_rank && !cfg.quiet)
+        std::cerr << "adapt " << st.name << ": relative quantization error " << st.before << " -> " << st.after
+                  << " (best step " << st.best_step << ")" << std::endl;
     }
-    log << rec.dump() << "\n" << std::flush;
-    if (!cfg.quiet)
-      std::cerr << "step " << s + 1 << "/" << cfg.steps << "  loss " << std::fixed << std::setprecision(4) << loss
-                << "  lr " << std::setprecision(4) << lr << "  orth " << std::scientific << std::setprecision(1)
-                << orth << std::fixed << "  tok/s " << std::setprecision(0) << tokens_per_step / dt << "  eta "
-                << format_seconds(eta) << std::endl;
-    if (cfg.save_every > 0 && ((s + 1) % cfg.save_every == 0 || s + 1 == cfg.steps)) tr.save_state(s + 1);
+    tr.learn.rotations = a.rotations;
   }
-  summary.max_orthogonality_error = tr.opt->max_orthogonality_error();
+  const double train_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  summary.max_orthogonality_error = tr.learn.orthogonality_error();
   if (!main_rank) return summary;
 
   // Fuse in float64 from the stored weights, not from the training-dtype copy.
   const Rotations learned = tr.learned_f64();
   const ModelWeights base64 = rotation_base(mc, tr.model.checkpoint.weights, cfg.rotation);
+  const ModelWeights fused = fused_weights(mc, base64, learned, tr.learn.smoothing);
 
   // Before/after table on held-out data.
   nlohmann::json table = nlohmann::json::array();
@@ -364,7 +336,7 @@ TrainSummary run_spintrain(const TrainConfig& cfg) {
       nlohmann::json j = r.to_json();
       j["name"] = name;
       table.push_back(j);
-      std::cerr << std::left << std::setw(28) << name << " nll " << std::setprecision(4) << r.nll << "  ppl "
+      std::cerr << std::left << std::setw(28) << name << std::fixed << " nll " << std::setprecision(4) << r.nll << "  ppl "
                 << std::setprecision(3) << r.ppl << "  kl " << std::setprecision(4) << r.kl << std::endl;
     };
     ForwardOptions quant = tr.student_options();
@@ -376,22 +348,31 @@ TrainSummary run_spintrain(const TrainConfig& cfg) {
       row("rtn + " + cfg.rotation.init + " init",
           fake_quant_weights(compute(rotate_weights(mc, base64, tr.init)), cfg.weight), quant);
     }
-    row("rtn + learned", fake_quant_weights(compute(rotate_weights(mc, base64, learned)), cfg.weight), quant);
+    row("rtn + learned", fake_quant_weights(compute(fused), cfg.weight, tr.learn.clip), quant);
   }
   summary.eval_table = table;
 
   nlohmann::json results = {{"eval", table},
                             {"final_loss", summary.final_loss},
                             {"orth_err", summary.max_orthogonality_error},
+                            {"mode", cfg.mode},
+                            {"train_seconds", train_seconds},
+                            {"peak_rss_bytes", peak_rss_bytes()},
                             {"config", cfg.resolved}};
-  nlohmann::json train_section = {{"steps", cfg.steps}, {"optimizer", cfg.optimizer}, {"loss", cfg.loss},
-                                  {"lr", cfg.lr}, {"quant_proxy", cli::QuantFlags{cfg.weight, cfg.act, cfg.key, cfg.value}.describe()}};
-  export_rotated(cfg.out, tr.model.checkpoint, rotate_weights(mc, base64, learned), cfg.rotation, learned,
-                 {{"training", train_section}}, [&](const fs::path& dir) {
-                   write_text_atomic(dir / "spintrain_config.json", cfg.resolved.dump(2) + "\n");
-                   write_text_atomic(dir / "spintrain_results.json", results.dump(2) + "\n");
-                 });
-  log << nlohmann::json({{"summary", results}}).dump() << "\n";
+  nlohmann::json train_section = {{"mode", cfg.mode}, {"steps", cfg.steps}, {"optimizer", cfg.optimizer},
+                                  {"loss", cfg.loss}, {"lr", cfg.lr},
+                                  {"quant_proxy", cli::QuantFlags{cfg.weight, cfg.act, cfg.key, cfg.value}.describe()}};
+  nlohmann::json section = {{"training", train_section}};
+  if (cfg.smooth)  // folded: the norm weights hold 1/s, the linears W·diag(s)
+    section["smoothing_folded"] = cfg.rotation.r4 ? nlohmann::json{"attn_in", "mlp_in", "v_out"}
+                                                  : nlohmann::json{"attn_in", "mlp_in", "v_out", "up_out"};
+  if (cfg.learn_clip) section["weight_clip_file"] = kWeightClipFile;
+  export_rotated(cfg.out, tr.model.checkpoint, fused, cfg.rotation, learned, section, [&](const fs::path& dir) {
+    write_text_atomic(dir / "spintrain_config.json", cfg.resolved.dump(2) + "\n");
+    write_text_atomic(dir / "spintrain_results.json", results.dump(2) + "\n");
+    if (cfg.learn_clip) save_weight_clip(dir / kWeightClipFile, tr.learn.clip);
+  });
+  log.record({{"summary", results}});
   return summary;
 }
 

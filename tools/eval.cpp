@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
     torch::Tensor ids = data::load_calib(r["data"].as<std::string>(), c.vocab_size, dopt).to(device);
 
     auto to_compute = [&](const torch::Tensor& t) { return t.to(device, dtype); };
-    ModelWeights w = fake_quant_weights(map_weights(c, m.checkpoint.weights, to_compute), q.weight);
+    // With a weight_clip file (spintrain --learn-clip) RTN uses the learned per-row clip ratios.
+    ModelWeights w = fake_quant_weights(map_weights(c, m.checkpoint.weights, to_compute), q.weight, m.weight_clip);
     ForwardOptions fo = m.online();
     fo.act = q.act;
     fo.key = q.key;

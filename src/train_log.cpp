@@ -1,0 +1,40 @@
+#include "src/train_log.h"
+
+#include <iomanip>
+#include <iostream>
+
+#include "src/check.h"
+
+namespace spin {
+
+TrainLog::TrainLog(const std::string& path, bool append, bool quiet)
+    : out_(path, append ? std::ios::app : std::ios::trunc), quiet_(quiet) {
+  SPIN_CHECK(out_.good(), path, ": cannot open log file");
+}
+
+void TrainLog::record(const nlohmann::json& rec) {
+  if (out_.is_open()) out_ << rec.dump() << "\n" << std::flush;
+}
+
+void TrainLog::step(const nlohmann::json& rec) {
+  if (!out_.is_open()) return;
+  record(rec);
+  if (rec.contains("warning")) std::cerr << "warning: step " << rec["step"] << ": " << rec["warning"].get<std::string>() << std::endl;
+  if (quiet_) return;
+  std::ostringstream line;
+  if (rec.contains("layer")) line << "layer " << rec["layer"].get<int64_t>() + 1 << "/" << rec["layers"] << "  ";
+  line << "step " << rec["step"] << "/" << rec["steps"] << std::fixed << "  loss " << std::setprecision(4)
+       << rec["loss"].get<double>() << "  lr " << rec["lr"].get<double>();
+  if (rec.contains("orth_err"))
+    line << "  orth " << std::scientific << std::setprecision(1) << rec["orth_err"].get<double>() << std::fixed;
+  line << "  tok/s " << std::setprecision(0) << rec["tokens_per_s"].get<double>() << "  eta "
+       << format_seconds(rec["eta_seconds"].get<double>());
+  std::cerr << line.str() << std::endl;
+}
+
+std::string format_seconds(double s) {
+  const int64_t t = static_cast<int64_t>(s + 0.5);
+  return t >= 60 ? cat(t / 60, "m", std::setw(2), std::setfill('0'), t % 60, "s") : cat(t, "s");
+}
+
+}  // namespace spin
