@@ -343,7 +343,7 @@ int main(int argc, char** argv) {
         ("seed", "seed of weights, ids and rotations", cxxopts::value<uint64_t>()->default_value("0"))
         ("out", "also write the JSON to this file", cxxopts::value<std::string>()->default_value(""))
         ("save-random", "only write the random model to DIR (float32 checkpoint) and --batch rows of its "
-                        "token ids to DIR/calib.h5, for spintrain runs at benchmark shapes", cxxopts::value<std::string>());
+                        "token ids to DIR-calib.h5, for spintrain runs at benchmark shapes", cxxopts::value<std::string>());
     auto a = cli::parse(options, argc, argv);
     if (a.count("save-random")) {
       const fs::path dir = a["save-random"].as<std::string>();
@@ -358,10 +358,11 @@ int main(int argc, char** argv) {
       so.dtype = torch::kFloat32;
       save_checkpoint(dir, c, random_weights(c, seed), so);
       auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + 7);
-      data::write_token_ids((dir / "calib.h5").string(),
+      const std::string calib = dir.string() + "-calib.h5";
+      data::write_token_ids(calib,
                             at::randint(c.vocab_size, {a["batch"].as<int64_t>(), seq}, gen, torch::kInt64),
                             {{"source", "spin-bench --save-random: uniform random token ids"}});
-      std::cerr << "wrote " << dir.string() << " and " << (dir / "calib.h5").string() << std::endl;
+      std::cerr << "wrote " << dir.string() << " and " << calib << std::endl;
       return 0;
     }
     Settings s;

@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """Markdown table of eval quality per method from one or more sweeps (experiments/sweep.py outputs).
 
-usage: experiments/results_table.py LABEL=SWEEP_DIR [LABEL=SWEEP_DIR ...]
+usage: experiments/results_table.py [--by KEY] LABEL=SWEEP_DIR [LABEL=SWEEP_DIR ...]
 One column per sweep, one row per evaluated model (spintrain's table plus the downstream GPTQ rows);
 each cell is the eval perplexity as mean ± half the min-max range over the sweep's runs (its seeds),
 then the NLL mean and the KL to the float model, and the number of runs.
+With --by KEY (a grid key, e.g. variant) the learned rows are split by KEY's values, and a second table
+gives each value's training time (train_seconds) and peak resident memory.
 """
 import csv
 import math
@@ -29,18 +31,45 @@ def cell(rows, key):
     return text + f", n={len(nll)})"
 
 
+def spread(values, fmt):
+    return f"{fmt(statistics.mean(values))} ± {fmt((max(values) - min(values)) / 2)}" if values else "—"
+
+
 def main():
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    by = None
+    if args[:1] == ["--by"]:
+        by, args = args[1], args[2:]
+    if not args:
         sys.exit(__doc__)
     sweeps = []
-    for arg in sys.argv[1:]:
+    for arg in args:
         label, _, path = arg.partition("=")
         with open(f"{path}/results.csv") as f:
             sweeps.append((label, list(csv.DictReader(f))))
     print("| model | " + " | ".join(label for label, _ in sweeps) + " |")
     print("|---|" + "---|" * len(sweeps))
+    values = list(dict.fromkeys(r[by] for _, rows in sweeps for r in rows)) if by else [None]
     for key, name in ROWS:
-        print(f"| {name} | " + " | ".join(cell(rows, key) for _, rows in sweeps) + " |")
+        if by and "learned" in key:
+            for v in values:
+                cells = [cell([r for r in rows if r[by] == v], key) for _, rows in sweeps]
+                print(f"| {name.replace('learned', v)} | " + " | ".join(cells) + " |")
+        else:
+            print(f"| {name} | " + " | ".join(cell(rows, key) for _, rows in sweeps) + " |")
+    if not by:
+        return
+    print()
+    print(f"| {by} | " + " | ".join(f"{label}: train s | {label}: peak RSS GiB" for label, _ in sweeps) + " |")
+    print("|---|" + "---|---|" * len(sweeps))
+    for v in values:
+        cells = []
+        for _, rows in sweeps:
+            mine = [r for r in rows if r[by] == v]
+            cells.append(spread([float(r["train_seconds"]) for r in mine if r.get("train_seconds")], lambda x: f"{x:.1f}"))
+            cells.append(spread([float(r["peak_rss_bytes"]) / 2**30 for r in mine if r.get("peak_rss_bytes")],
+                                lambda x: f"{x:.2f}"))
+        print(f"| {v} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

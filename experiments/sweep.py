@@ -6,6 +6,9 @@ usage: experiments/sweep.py GRID.json --out DIR [--jobs N] [--threads T] [--bin 
 GRID.json = {"base": {<spintrain options>}, "grid": {"lr": [0.1, 1.5], "seed": [0, 1, 2], ...},
              "gptq": {<spin-gptq options>}}            (the "gptq" section is optional)
 Every combination of the grid values is one run, merged over "base" (keys as in spintrain --help).
+The grid key "variant" takes named option sets that go together, e.g.
+  "variant": [{"name": "e2e"}, {"name": "blockwise", "mode": "blockwise", "smooth": true}]
+(the run and the CSV carry the name).
 With a "gptq" section each run is followed by downstream GPTQ (spin-gptq --format fake, weight bits and
 group size from "base" unless given) of two models, both then evaluated by spin-eval on the run's
 eval-data with the run's activation/KV quantization and KL to the float model:
@@ -31,8 +34,24 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def label(value):
+    """A grid value as it appears in run names and the CSV (a variant by its name)."""
+    return value["name"] if isinstance(value, dict) else value
+
+
 def run_name(point):
-    return "_".join(f"{k}={v}" for k, v in point.items()).replace("/", "-").replace(",", "+")
+    return "_".join(f"{k}={label(v)}" for k, v in point.items()).replace("/", "-").replace(",", "+")
+
+
+def run_config(base, point):
+    """base, then the grid point's options (a variant's options, less its name)."""
+    cfg = dict(base)
+    for k, v in point.items():
+        if k == "variant":
+            cfg.update({vk: vv for vk, vv in v.items() if vk != "name"})
+        else:
+            cfg[k] = v
+    return cfg
 
 
 def points(grid):
@@ -47,7 +66,7 @@ def run_one(args, base, point):
     if os.path.exists(results):
         return point, d, "skipped"
     os.makedirs(d, exist_ok=True)
-    cfg = dict(base, **point)
+    cfg = run_config(base, point)
     cfg.update({"out": os.path.join(d, "model"), "log": os.path.join(d, "log.jsonl"), "threads": args.threads,
                 "quiet": True})
     with open(os.path.join(d, "config.json"), "w") as f:
@@ -155,9 +174,11 @@ def main():
         if not os.path.exists(path):
             continue
         res = json.load(open(path))
-        row = dict(point)
+        row = {k: label(v) for k, v in point.items()}
         row["final_loss"] = res["final_loss"]
         row["orth_err"] = res["orth_err"]
+        row["train_seconds"] = res.get("train_seconds")
+        row["peak_rss_bytes"] = res.get("peak_rss_bytes")
         gptq_path = os.path.join(d, "gptq.json")
         for e in res["eval"] + (json.load(open(gptq_path)) if os.path.exists(gptq_path) else []):
             key = e["name"].replace(" ", "_")
