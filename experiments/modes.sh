@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # docs/RESULTS.md "Modes" table: end-to-end (with and without learnable scales), block-wise and adapt on
-# stories260K, W4 per-row and W4A4KV4 (R3+R4), 2 seeds, 64 calibration rows of 128 tokens, 50 steps
+# stories260K, W4 per-row and W4A4KV4 (R3+R4), 3 seeds, 128 calibration rows of 256 tokens, 100 steps
 # (per layer for block-wise), eval on 64 held-out rows. Resumable (finished runs are skipped).
 # usage: experiments/modes.sh [OUT_DIR]   (default out/)
 set -euo pipefail

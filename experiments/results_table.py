@@ -51,12 +51,11 @@ def main():
     print("|---|" + "---|" * len(sweeps))
     values = list(dict.fromkeys(r[by] for _, rows in sweeps for r in rows)) if by else [None]
     for key, name in ROWS:
-        if by and "learned" in key:
-            for v in values:
-                cells = [cell([r for r in rows if r[by] == v], key) for _, rows in sweeps]
-                print(f"| {name.replace('learned', v)} | " + " | ".join(cells) + " |")
-        else:
-            print(f"| {name} | " + " | ".join(cell(rows, key) for _, rows in sweeps) + " |")
+        lines = [(name.replace("learned", v), [cell([r for r in rows if r[by] == v], key) for _, rows in sweeps])
+                 for v in values] if by and "learned" in key else [(name, [cell(rows, key) for _, rows in sweeps])]
+        for label, cells in lines:
+            if any(c != "—" for c in cells):  # e.g. no GPTQ rows when the sweep had no "gptq" section
+                print(f"| {label} | " + " | ".join(cells) + " |")
     if not by:
         return
     print()

@@ -100,22 +100,15 @@ TEST(Spintrain, ResumeAfterSigkillMatchesUninterruptedRun) {
 
 TEST(Spintrain, BadOptionsAreOneLineErrors) {
   auto dir = test::scratch("spintrain_bad");
-  struct Case {
-    std::string extra, fragment;
-  } cases[] = {{"--loss mse", "loss 'mse'"},
-               {"--optimizer sgd", "optimizer 'sgd'"},
-               {"--init nope", "nope"},
-               {"--rotations r1,r5", "unknown rotation 'r5'"},
-               {"--wbits 1", "bits"},
-               {"--lr abc", "'lr' has invalid value"},
-               {"--resume", "no training state"}};
-  for (const auto& c : cases) {
-    const fs::path log = dir / "log.txt";
-    EXPECT_EQ(test::run(spintrain(dir / "out", "--steps 1 " + c.extra), log), 1) << c.extra;
-    const std::string all = test::read_text(log);
-    EXPECT_NE(all.find(c.fragment), std::string::npos) << c.extra << ": " << all;
-    EXPECT_EQ(std::count(all.begin(), all.end(), '\n'), 1) << all;
-  }
+  auto cmd = [&](const std::string& extra) { return spintrain(dir / "out", "--steps 1 " + extra); };
+  test::expect_one_line_errors({{cmd("--loss mse"), "loss 'mse'"},
+                                {cmd("--optimizer sgd"), "optimizer 'sgd'"},
+                                {cmd("--init nope"), "nope"},
+                                {cmd("--rotations r1,r5"), "unknown rotation 'r5'"},
+                                {cmd("--wbits 1"), "bits"},
+                                {cmd("--lr abc"), "'lr' has invalid value"},
+                                {cmd("--resume"), "no training state"}},
+                               dir);
   EXPECT_FALSE(fs::exists(dir / "out"));
 }
 

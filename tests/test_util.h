@@ -1,13 +1,16 @@
 // Helpers shared by the tests: where the repository, the tools and a scratch directory are.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <vector>
 
 namespace spin::test {
 
@@ -49,6 +52,20 @@ inline std::string read_text(const std::filesystem::path& file) {
 inline std::string spintrain_command(const std::filesystem::path& out, const std::string& flags) {
   return bin("spintrain").string() + " --model " + asset("models/stories260K").string() + " --calib " +
          asset("data/stories260K-calib.h5").string() + " --out " + out.string() + " " + flags;
+}
+
+// A command line that must fail with exit status 1 and one line of output containing `fragment`.
+struct ExpectedError {
+  std::string command, fragment;
+};
+inline void expect_one_line_errors(const std::vector<ExpectedError>& cases, const std::filesystem::path& dir) {
+  for (const auto& c : cases) {
+    const std::filesystem::path log = dir / "log.txt";
+    EXPECT_EQ(run(c.command, log), 1) << c.command;
+    const std::string all = read_text(log);
+    EXPECT_NE(all.find(c.fragment), std::string::npos) << c.command << ": " << all;
+    EXPECT_EQ(std::count(all.begin(), all.end(), '\n'), 1) << all;
+  }
 }
 
 }  // namespace spin::test
