@@ -6,7 +6,8 @@ One column per sweep, one row per evaluated model (spintrain's table plus the do
 each cell is the eval perplexity as mean ± half the min-max range over the sweep's runs (its seeds),
 then the NLL mean and the KL to the float model, and the number of runs.
 With --by KEY (a grid key, e.g. variant) the learned rows are split by KEY's values, and a second table
-gives each value's training time (train_seconds) and peak resident memory.
+gives each value's training time (train_seconds) and peak resident memory (of the training phase when
+the runs recorded it, else of the whole run).
 """
 import csv
 import math
@@ -66,8 +67,8 @@ def main():
         for _, rows in sweeps:
             mine = [r for r in rows if r[by] == v]
             cells.append(spread([float(r["train_seconds"]) for r in mine if r.get("train_seconds")], lambda x: f"{x:.1f}"))
-            cells.append(spread([float(r["peak_rss_bytes"]) / 2**30 for r in mine if r.get("peak_rss_bytes")],
-                                lambda x: f"{x:.2f}"))
+            peak = [r.get("train_peak_rss_bytes") or r.get("peak_rss_bytes") for r in mine]
+            cells.append(spread([float(p) / 2**30 for p in peak if p], lambda x: f"{x:.2f}"))
         print(f"| {v} | " + " | ".join(cells) + " |")
 
 

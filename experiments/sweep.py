@@ -179,6 +179,7 @@ def main():
         row["orth_err"] = res["orth_err"]
         row["train_seconds"] = res.get("train_seconds")
         row["peak_rss_bytes"] = res.get("peak_rss_bytes")
+        row["train_peak_rss_bytes"] = res.get("train_peak_rss_bytes")
         gptq_path = os.path.join(d, "gptq.json")
         for e in res["eval"] + (json.load(open(gptq_path)) if os.path.exists(gptq_path) else []):
             key = e["name"].replace(" ", "_")

@@ -20,8 +20,8 @@ struct QuantSpec {
   double clip = 1.0;      // fraction of the range kept (clip ratio)
   // Training only. false: pure straight-through (the gradient of x is passed unchanged, the scale is a
   // constant). true: the scale's dependence on x (max|x| or the range, times clip) is differentiated
-  // too, with a straight-through round (LSQ/OmniQuant style, as SpinQuant's own quantizer does): a
-  // transform that shrinks outliers then sees the smaller quantization step it buys.
+  // too, with a straight-through round (LSQ/OmniQuant style; SpinQuant's STEQuantize gives the scale no
+  // gradient, i.e. false): a transform that shrinks outliers then sees the smaller step it buys.
   bool scale_grad = false;
 
   bool enabled() const { return bits < 16; }

@@ -310,6 +310,7 @@ TrainSummary run_spintrain(const TrainConfig& cfg) {
     tr.learn.rotations = a.rotations;
   }
   const double train_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  const int64_t train_peak_rss = peak_rss_bytes();  // before evaluation and the float64 export
   summary.max_orthogonality_error = tr.learn.orthogonality_error();
   if (!main_rank) return summary;
 
@@ -357,6 +358,7 @@ TrainSummary run_spintrain(const TrainConfig& cfg) {
                             {"orth_err", summary.max_orthogonality_error},
                             {"mode", cfg.mode},
                             {"train_seconds", train_seconds},
+                            {"train_peak_rss_bytes", train_peak_rss},
                             {"peak_rss_bytes", peak_rss_bytes()},
                             {"config", cfg.resolved}};
   nlohmann::json train_section = {{"mode", cfg.mode}, {"steps", cfg.steps}, {"optimizer", cfg.optimizer},

@@ -116,6 +116,38 @@ TEST(FakeQuant, LearnedClipValueAndGradient) {
   }
 }
 
+// An autograd reference of RTN with the scale differentiated (round straight-through), one group per row.
+torch::Tensor autograd_rtn(const torch::Tensor& x, int bits, bool asym, const torch::Tensor& clip) {
+  auto round_ste = [](const torch::Tensor& u) { return u + (u.round() - u).detach(); };
+  if (!asym) {
+    const double qmax = std::pow(2.0, bits - 1) - 1;
+    torch::Tensor s = x.abs().amax(-1, true) * clip / qmax;
+    return torch::clamp(round_ste(x / s), -qmax - 1, qmax) * s;
+  }
+  const double qmax = std::pow(2.0, bits) - 1;
+  torch::Tensor lo = x.amin(-1, true).clamp_max(0) * clip, hi = x.amax(-1, true).clamp_min(0) * clip;
+  torch::Tensor s = (hi - lo) / qmax, zero = torch::round(-lo / s).detach();
+  return (torch::clamp(round_ste(x / s) + zero, 0, qmax) - zero) * s;
+}
+
+// The custom backward (which keeps only x and clip) gives the gradients autograd computes through the
+// reference above, for x and for learned clip ratios, symmetric and asymmetric.
+TEST(FakeQuant, ScaleGradientMatchesAutogradReference) {
+  torch::manual_seed(3);
+  for (bool asym : {false, true}) {
+    QuantSpec spec{3, 0, asym, 1.0};
+    spec.scale_grad = true;
+    torch::Tensor x = torch::randn({6, 24}, torch::kFloat64).requires_grad_(true);
+    torch::Tensor clip = (0.7 + 0.3 * torch::rand({6}, torch::kFloat64)).requires_grad_(true);
+    torch::Tensor upstream = torch::randn({6, 24}, torch::kFloat64);
+    (fake_quant(x, spec, clip) * upstream).sum().backward();
+    torch::Tensor xr = x.detach().clone().requires_grad_(true), cr = clip.detach().to(torch::kFloat32).to(torch::kFloat64).requires_grad_(true);
+    (autograd_rtn(xr, 3, asym, cr.unsqueeze(1)) * upstream).sum().backward();
+    EXPECT_LT(max_diff(x.grad(), xr.grad()), 1e-4) << "asym " << asym;
+    EXPECT_LT(max_diff(clip.grad(), cr.grad()), 1e-3 * (1 + cr.grad().abs().max().item<double>())) << "asym " << asym;
+  }
+}
+
 nlohmann::json results(const fs::path& out) {
   std::ifstream in(out / "spintrain_results.json");
   return nlohmann::json::parse(in);
