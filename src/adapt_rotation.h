@@ -57,7 +57,7 @@ struct AdaptResult {
 };
 
 // Refines every rotation `init` defines (R1 first, then each layer's R2) for the quantizers:
-//   base    norm-folded weights (rotation_base: fold_norms, then fuse_r4 when quant.r4), any float dtype;
+//   base    norm-folded weights (rotation_base: fold_norms, with R4's weight half when quant.r4), any float dtype;
 //           the float forward and the activations use base's dtype and device, everything else float64;
 //   ids     [N, T] int64 calibration tokens (read only when an activation term is enabled);
 //   weight  the RTN weight quantizer of every q/k/v/o/gate/up/down projection;

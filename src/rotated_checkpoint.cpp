@@ -78,9 +78,9 @@ Rotations init_rotations(const ModelConfig& c, const RotationConfig& rc) {
   return r;
 }
 
-ModelWeights rotation_base(const ModelConfig& c, const ModelWeights& weights, const RotationConfig& rc) {
-  ModelWeights base = fold_norms(c, weights);
-  return rc.r4 ? fuse_r4(c, base) : base;
+ModelWeights rotation_base(const ModelConfig& c, const ModelWeights& weights, const RotationConfig& rc,
+                           torch::ScalarType dtype) {
+  return fold_norms(c, weights, rc.r4, dtype);
 }
 
 void export_rotated(const fs::path& out, const Checkpoint& source, const ModelWeights& fused,

@@ -33,8 +33,10 @@ struct RotationConfig {
 // The initial rotations for `rc` (float64): R1 with `seed`, layer i's R2 with seed + 1 + i.
 Rotations init_rotations(const ModelConfig& config, const RotationConfig& rc);
 
-// fold_norms -> fuse_r4 (if r4) : the float64 weights that R1/R2 are applied to.
-ModelWeights rotation_base(const ModelConfig& config, const ModelWeights& weights, const RotationConfig& rc);
+// fold_norms with R4's weight half when rc.r4: the weights that R1/R2 are applied to, in `dtype`
+// (computed in float64 a layer at a time).
+ModelWeights rotation_base(const ModelConfig& config, const ModelWeights& weights, const RotationConfig& rc,
+                           torch::ScalarType dtype = torch::kFloat64);
 
 // Writes the rotated checkpoint (weights in source.dtype, sharded like the source) atomically.
 // `extra_section` is merged into the rotation section; `extra_files` may add files to the directory.

@@ -5,24 +5,35 @@
 
 namespace spin {
 
-ModelWeights fold_norms(const ModelConfig& config, const ModelWeights& weights) {
-  ModelWeights w = map_weights(config, weights, [](const torch::Tensor& t) { return t.to(torch::kFloat64).clone(); });
-  w.lm_head = w.lm_head.clone();  // untie: R1 must reach embed_tokens and lm_head separately
-  for (LayerWeights& L : w.layers) {
+ModelWeights fold_norms(const ModelConfig& config, const ModelWeights& weights, bool r4, torch::ScalarType dtype) {
+  auto f64 = [](const torch::Tensor& t) { return t.to(torch::kFloat64); };
+  // A fresh tensor in `dtype` (never an alias of the input), undefined stays undefined.
+  auto store = [&](const torch::Tensor& t) { return t.defined() ? t.to(dtype, false, /*copy=*/true) : t; };
+  auto ones = [&](const torch::Tensor& t) { return torch::ones_like(t, torch::TensorOptions().dtype(dtype)); };
+  ModelWeights w;
+  w.embed_tokens = store(weights.embed_tokens);
+  w.lm_head = store(f64(weights.lm_head) * f64(weights.norm));  // untied: R1 reaches both separately
+  w.norm = ones(weights.norm);
+  for (const LayerWeights& in : weights.layers) {
+    LayerWeights L;
     // W·diag(g): scale each input column by the norm weight g [hidden].
-    for (torch::Tensor* t : {&L.q_proj, &L.k_proj, &L.v_proj}) *t = *t * L.input_layernorm;
-    for (torch::Tensor* t : {&L.gate_proj, &L.up_proj}) *t = *t * L.post_attention_layernorm;
-    L.input_layernorm = torch::ones_like(L.input_layernorm);
-    L.post_attention_layernorm = torch::ones_like(L.post_attention_layernorm);
+    const torch::Tensor g_attn = f64(in.input_layernorm), g_mlp = f64(in.post_attention_layernorm);
+    L.q_proj = store(f64(in.q_proj) * g_attn);
+    L.k_proj = store(f64(in.k_proj) * g_attn);
+    L.v_proj = store(f64(in.v_proj) * g_attn);
+    L.gate_proj = store(f64(in.gate_proj) * g_mlp);
+    L.up_proj = store(f64(in.up_proj) * g_mlp);
+    L.o_proj = store(in.o_proj);
+    L.down_proj = store(r4 ? apply_hadamard(f64(in.down_proj)) : in.down_proj);  // rows · H
+    L.input_layernorm = ones(in.input_layernorm);
+    L.post_attention_layernorm = ones(in.post_attention_layernorm);
+    L.q_bias = store(in.q_bias);
+    L.k_bias = store(in.k_bias);
+    L.v_bias = store(in.v_bias);
+    L.q_norm = store(in.q_norm);
+    L.k_norm = store(in.k_norm);
+    w.layers.push_back(std::move(L));
   }
-  w.lm_head = w.lm_head * w.norm;
-  w.norm = torch::ones_like(w.norm);
-  return w;
-}
-
-ModelWeights fuse_r4(const ModelConfig& config, const ModelWeights& weights) {
-  ModelWeights w = weights;
-  for (LayerWeights& L : w.layers) L.down_proj = apply_hadamard(L.down_proj);  // rows · H
   return w;
 }
 

@@ -24,12 +24,13 @@ struct Rotations {
   std::vector<torch::Tensor> r2;  // num_hidden_layers × [head_dim, head_dim], or empty
 };
 
-// Float64 copy with every RMSNorm weight folded into the linears that read it (norm weights become
-// ones; Qwen3's per-head q/k norms stay) and lm_head untied from embed_tokens.
-ModelWeights fold_norms(const ModelConfig& config, const ModelWeights& weights);
-
-// down_proj ← down_proj·H (H the normalised Hadamard of size intermediate_size); pair with ForwardOptions::r4.
-ModelWeights fuse_r4(const ModelConfig& config, const ModelWeights& weights);
+// A copy with every RMSNorm weight folded into the linears that read it (norm weights become ones;
+// Qwen3's per-head q/k norms stay), lm_head untied from embed_tokens, and with `r4` R4's weight half
+// (down_proj ← down_proj·H, H the normalised Hadamard of size intermediate_size; pair with
+// ForwardOptions::r4). Computed in float64 one layer at a time and stored in `dtype`, so the only extra
+// memory is one layer in float64.
+ModelWeights fold_norms(const ModelConfig& config, const ModelWeights& weights, bool r4,
+                        torch::ScalarType dtype = torch::kFloat64);
 
 // Where R1 meets the embedding and lm_head: fused into both matrices (export), or left on the
 // activations through ModelWeights::r1_online (training: 2·tokens·hidden² instead of 2·vocab·hidden²

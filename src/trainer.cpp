@@ -67,8 +67,8 @@ struct Trainer {
                  " but ", cfg.model, " has hidden_size ", mc.hidden_size);
       init.r1 = from.r1;
     }
-    base = map_weights(mc, rotation_base(mc, model.checkpoint.weights, cfg.rotation),
-                       [&](const torch::Tensor& t) { return t.to(cfg.device, cfg.dtype); });
+    base = map_weights(mc, rotation_base(mc, model.checkpoint.weights, cfg.rotation, cfg.dtype),
+                       [&](const torch::Tensor& t) { return t.to(cfg.device); });
     // Only end-to-end training sees R1's effect on every layer at once; the other modes keep it fixed.
     learn = Learnables::create(cfg, mc, init, cfg.mode == "e2e");
     SPIN_CHECK(!learn.all().empty() || cfg.mode == "adapt",
