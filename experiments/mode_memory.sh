@@ -20,7 +20,7 @@ print(f'{sys.argv[2]:28s} train {r[\"train_seconds\"]:7.1f} s   train peak RSS {
 }
 run e2e
 run e2e-quant-grad-ste --quant-grad ste
-run e2e-recompute --recompute
 run e2e-scales --smooth --learn-clip
+run e2e-scales-recompute --smooth --learn-clip --recompute
 run blockwise-scales --mode blockwise --smooth --learn-clip
-run adapt --mode adapt
+run adapt-3-steps --mode adapt --adapt-steps 3  # ~28 s per R1 alternation at hidden 2048 (float64)

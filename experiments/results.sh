@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# The docs/RESULTS.md table: the two final sweeps (3 seeds each, with downstream GPTQ), then one table
-# and the plots copied to docs/results/. Resumable (finished runs are skipped). The 50-step version took
-# ~25 min on 2 cores; the current 100-step configs take longer (not yet timed end to end).
-# usage: experiments/results.sh [OUT_DIR]   (default out/)
+# The docs/RESULTS.md tables from sweeps (experiments/sweep.py), with plots and CSVs copied to
+# docs/results/<sweep>/. Resumable (finished runs are skipped).
+#   final: the GPTQ table: final_w4a16 + final_w4a4kv4 (3 seeds each, downstream GPTQ). The 50-step
+#          version took ~25 min on 2 cores; the 100-step configs longer (not timed end to end).
+#   modes: the "Modes" table: modes_w4 + modes_w4a4kv4 (e2e with/without learnable scales and with
+#          --quant-grad ste, block-wise, adapt; 3 seeds; ~27 min on 2 cores), split by variant, with
+#          training time and peak memory.
+# usage: experiments/results.sh [OUT_DIR] [final|modes]   (defaults out/, final)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out}
-for name in final_w4a16 final_w4a4kv4; do
+case ${2:-final} in
+  final) sweeps=(final_w4a16 final_w4a4kv4)
+         table=("W4A16 g128=$out/final_w4a16" "W4A4KV4 (R3+R4 on)=$out/final_w4a4kv4") ;;
+  modes) sweeps=(modes_w4 modes_w4a4kv4)
+         table=(--by variant "W4 per-row=$out/modes_w4" "W4A4KV4 (R3+R4)=$out/modes_w4a4kv4") ;;
+  *) echo "usage: $0 [OUT_DIR] [final|modes]" >&2; exit 2 ;;
+esac
+for name in "${sweeps[@]}"; do
   /usr/bin/python3 experiments/sweep.py experiments/configs/$name.json --out "$out/$name" --jobs 2 --threads 1
   mkdir -p docs/results/$name
   cp "$out/$name"/{eval_nll,loss_curves,orth_err}.png "$out/$name/results.csv" docs/results/$name/
 done
-/usr/bin/python3 experiments/results_table.py "W4A16 g128=$out/final_w4a16" "W4A4KV4 (R3+R4 on)=$out/final_w4a4kv4"
+/usr/bin/python3 experiments/results_table.py "${table[@]}"
