@@ -1,14 +1,17 @@
-// The spintrain loop: learn R1/R2 under the fake-quant proxy, then fuse, export and evaluate.
+// The spintrain job: learn rotations (and, with --smooth/--learn-clip, smoothing scales and clip
+// ratios) under the fake-quant proxy, then fuse, evaluate and export. --mode e2e is the loop below;
+// --mode blockwise (src/blockwise.h) and --mode adapt (src/adapt_rotation.h) replace it; evaluation
+// and export are shared.
 //
-// Per optimizer step:
-//   W  = rotate_weights(base, R1, R2)           once per step, in the training dtype, with autograd
-//   Wq = fake_quant_weights(W)                   straight-through estimator
+// Per e2e optimizer step:
+//   Wq = student_weights(base, learnables)       rotate → smooth → fake-quant (src/learnables.h), once
+//                                                 per step, in the training dtype, with autograd
 //   for each micro-batch: loss(forward(Wq as detached leaves)).backward()   gradients pile up on the leaves
-//   Wq.backward(leaf gradients)                   one backward through rotation + quantization to R1/R2
-//   optimizer.step()                              Cayley SGD/Adam keeps R orthogonal
-// base = fold_norms (+ R4 fused) of the input model, frozen, kept once. The float teacher for KL losses
-// is `base` itself evaluated without rotation or quantization (same function as the input model), so no
-// second copy of the weights exists.
+//   Wq.backward(leaf gradients)                   one backward to R1/R2, scales and clip ratios
+//   optimizer.step()                              Cayley SGD/Adam on R (stays orthogonal), Adam on the rest
+// base = fold_norms (+ R4's weight half) of the input model in the training dtype, frozen, kept once.
+// The float teacher for KL losses is `base` itself evaluated without rotation or quantization (same
+// function as the input model), so no second copy of the weights exists.
 #pragma once
 
 #include "src/train_config.h"
