@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 build/bin/spintrain --config experiments/configs/demo.json
-build/bin/spin-eval --model out/stories260K-w4 --data assets/data/stories260K-eval.h5 --wbits 4
+build/bin/spin-eval --model out/stories260K-w4 --data assets/data/stories260K-eval.h5 --wbits 4 --groupsize 128
