@@ -46,11 +46,7 @@ BlockwiseSummary train_blockwise(const TrainConfig& cfg, const ModelConfig& c, c
   const int64_t layers = c.num_hidden_layers, T = ids.size(1);
   const int64_t total_steps = layers * cfg.steps;
   const auto t0 = Clock::now();
-  optim::LrSchedule schedule;
-  schedule.kind = optim::parse_schedule_kind(cfg.schedule, "--schedule");
-  schedule.warmup_steps = cfg.warmup;
-  schedule.total_steps = std::max<int64_t>(cfg.steps, 1);
-  schedule.validate();
+  const optim::LrSchedule schedule = make_schedule(cfg);
   for (int64_t i = 0; i < layers; ++i) {
     const auto layer_start = Clock::now();
     const LayerWeights& base_layer = base.layers[i];
@@ -65,13 +61,15 @@ BlockwiseSummary train_blockwise(const TrainConfig& cfg, const ModelConfig& c, c
       for (int64_t s = 0; s < cfg.steps; ++s) {
         const auto ts = Clock::now();
         opt->zero_grad();
+        // The layer's transform (rotate, smooth, quantize) once per step; every micro-batch's backward
+        // but the last keeps its graph.
+        const LayerWeights layer = student_layer(c, base_layer, learn, i, cfg.weight);
         double loss = 0;
         for (int64_t m = 0; m < cfg.grad_accum; ++m) {
           const torch::Tensor idx = rows.indices(s * cfg.grad_accum + m).to(x_q.device());
-          const torch::Tensor out = decoder_layer(c, student_layer(c, base_layer, learn, i, cfg.weight),
-                                                  x_q.index_select(0, idx), student);
+          const torch::Tensor out = decoder_layer(c, layer, x_q.index_select(0, idx), student);
           torch::Tensor l = relative_mse(out, y_fp.index_select(0, idx)) / double(cfg.grad_accum);
-          l.backward();
+          l.backward({}, /*retain_graph=*/m + 1 < cfg.grad_accum);
           loss += l.item<double>();
         }
         SPIN_CHECK(std::isfinite(loss), "spintrain: layer ", i, " step ", s + 1, ": loss is ", loss, "; stopping");

@@ -35,7 +35,8 @@ torch::Tensor ungrouped(const torch::Tensor& t, const torch::Tensor& like) {
 
 // The RTN grid of every group of xg [rows, groups, g]; clip is a scalar tensor or [rows, 1, 1].
 struct Grid {
-  double qmax;             // largest code (asym: codes 0..qmax; sym: −qmax−1..qmax)
+  double qmax;             // largest code
+  double lowest;           // smallest code: 0 (asym) or −qmax−1 (sym)
   torch::Tensor scale;     // [rows, groups, 1], clamped to >= 1e-8
   torch::Tensor zero;      // [rows, groups, 1] (asym), undefined (sym)
   torch::Tensor range;     // ∂scale/∂clip before the clamp: max|x| / qmax (sym), (max(x,0) − min(x,0)) / qmax (asym)
@@ -43,6 +44,7 @@ struct Grid {
   Grid(const torch::Tensor& xg, const QuantSpec& spec, const torch::Tensor& clip) {
     if (spec.asym) {
       qmax = std::pow(2.0, spec.bits) - 1;
+      lowest = 0;
       const torch::Tensor lo = xg.amin(-1, true).clamp_max(0), hi = xg.amax(-1, true).clamp_min(0);
       const torch::Tensor lo_c = lo * clip;
       scale = ((hi * clip - lo_c) / qmax).clamp_min(1e-8);
@@ -50,18 +52,18 @@ struct Grid {
       range = (hi - lo) / qmax;
     } else {
       qmax = std::pow(2.0, spec.bits - 1) - 1;
+      lowest = -qmax - 1;
       const torch::Tensor absmax = xg.abs().amax(-1, true);
       scale = (absmax * clip / qmax).clamp_min(1e-8);
       range = absmax / qmax;
     }
   }
-  double lowest_code(bool asym) const { return asym ? 0 : -qmax - 1; }
 };
 
 // Quantize-dequantize xg [rows, groups, g] on `grid`.
 torch::Tensor rtn(const torch::Tensor& xg, const Grid& grid, bool asym) {
-  if (asym) return (torch::clamp(torch::round(xg / grid.scale) + grid.zero, 0, grid.qmax) - grid.zero) * grid.scale;
-  return torch::clamp(torch::round(xg / grid.scale), -grid.qmax - 1, grid.qmax) * grid.scale;
+  if (asym) return (torch::clamp(torch::round(xg / grid.scale) + grid.zero, grid.lowest, grid.qmax) - grid.zero) * grid.scale;
+  return torch::clamp(torch::round(xg / grid.scale), grid.lowest, grid.qmax) * grid.scale;
 }
 
 // RTN of x [..., n] in groups of g with the gradients described in fake_quant.h: to x straight through
@@ -90,9 +92,9 @@ struct RtnFunction : torch::autograd::Function<RtnFunction> {
     const Grid grid(xg, spec, clip);
     const torch::Tensor u = xg / grid.scale;
     const torch::Tensor code = asym ? torch::round(u) + grid.zero : torch::round(u);
-    const torch::Tensor inside = (code >= grid.lowest_code(asym)) & (code <= grid.qmax);
+    const torch::Tensor inside = (code >= grid.lowest) & (code <= grid.qmax);
     // ∂deq/∂scale per element: round(u) − u inside the range, the clamped code (less the zero) outside.
-    torch::Tensor clamped = torch::clamp(code, grid.lowest_code(asym), grid.qmax);
+    torch::Tensor clamped = torch::clamp(code, grid.lowest, grid.qmax);
     if (asym) clamped = clamped - grid.zero;
     const torch::Tensor ddeq_dscale = torch::where(inside, torch::round(u) - u, clamped);
     // ∂L/∂scale per group, zero where the 1e-8 floor holds the scale.

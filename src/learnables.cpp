@@ -1,5 +1,6 @@
 #include "src/learnables.h"
 
+#include "optim/stiefel.h"
 #include "src/check.h"
 #include "src/rotated_checkpoint.h"
 
@@ -50,12 +51,8 @@ std::vector<torch::Tensor> Learnables::all() const {
 }
 
 double Learnables::orthogonality_error() const {
-  torch::NoGradGuard g;
-  double err = 0;
-  std::vector<torch::Tensor> all = rotations.r2;
-  if (rotations.r1.defined()) all.push_back(rotations.r1);
-  for (const auto& r : all)
-    err = std::max(err, (r.t().matmul(r) - torch::eye(r.size(0), r.options())).abs().max().item<double>());
+  double err = rotations.r1.defined() ? optim::orthogonality_error(rotations.r1) : 0;
+  for (const auto& r : rotations.r2) err = std::max(err, optim::orthogonality_error(r));
   return err;
 }
 
@@ -102,6 +99,15 @@ std::unique_ptr<optim::HybridOptimizer> make_optimizer(const TrainConfig& cfg, s
   }
   SPIN_CHECK(!groups.empty(), "spintrain: nothing to learn (--rotations names nothing and --smooth/--learn-clip are off)");
   return std::make_unique<optim::HybridOptimizer>(std::move(groups));
+}
+
+optim::LrSchedule make_schedule(const TrainConfig& cfg) {
+  optim::LrSchedule schedule;
+  schedule.kind = optim::parse_schedule_kind(cfg.schedule, "--schedule");
+  schedule.warmup_steps = cfg.warmup;
+  schedule.total_steps = std::max<int64_t>(cfg.steps, 1);
+  schedule.validate();
+  return schedule;
 }
 
 double repair_orthogonality(const optim::HybridOptimizer& opt, const std::vector<torch::Tensor>& stiefel,

@@ -55,6 +55,9 @@ ModelWeights fused_weights(const ModelConfig& config, const ModelWeights& base, 
 std::unique_ptr<optim::HybridOptimizer> make_optimizer(const TrainConfig& cfg, std::vector<torch::Tensor> stiefel,
                                                        std::vector<torch::Tensor> euclidean);
 
+// --schedule/--warmup over --steps steps (each layer's steps in block-wise training).
+optim::LrSchedule make_schedule(const TrainConfig& cfg);
+
 // max |RᵀR − I| over `opt`'s Stiefel parameters after a step. Above `threshold` every matrix of
 // `stiefel` is first replaced by its nearest orthogonal matrix (polar factor, float64) and
 // `repaired_from` receives the error before the repair.

@@ -2,6 +2,7 @@
 
 #include <sstream>
 
+#include "optim/stiefel.h"
 #include "src/check.h"
 #include "src/gptq_format.h"
 #include "src/rotation_init.h"
@@ -36,11 +37,6 @@ std::vector<LayerClip> read_weight_clip(const fs::path& path, const ModelConfig&
   return clip;
 }
 
-double orthogonality_error(const torch::Tensor& r) {
-  torch::Tensor r64 = r.to(torch::kFloat64);
-  return (r64.t().matmul(r64) - torch::eye(r.size(0), torch::kFloat64)).abs().max().item<double>();
-}
-
 // The validated float64 rotation `name` [n, n] of `file`.
 torch::Tensor read_rotation(const SafetensorsFile& file, const std::string& name, int64_t n) {
   SPIN_CHECK(file.contains(name), file.path(), ": tensor '", name, "' is missing");
@@ -48,7 +44,7 @@ torch::Tensor read_rotation(const SafetensorsFile& file, const std::string& name
   SPIN_CHECK(r.sizes() == torch::IntArrayRef({n, n}), file.path(), ": tensor '", name, "' has shape ", r.sizes(),
              " but the model needs [", n, ", ", n, "]");
   SPIN_CHECK(r.is_floating_point(), file.path(), ": tensor '", name, "' is not floating point");
-  const double err = orthogonality_error(r);
+  const double err = optim::orthogonality_error(r);
   SPIN_CHECK(err < 1e-6, file.path(), ": tensor '", name, "' is not orthogonal (max |R^T R - I| = ", err, ")");
   return r.to(torch::kFloat64);
 }

@@ -74,10 +74,7 @@ struct Trainer {
     SPIN_CHECK(!learn.all().empty() || cfg.mode == "adapt",
                "spintrain: nothing to learn: --rotations names nothing and --smooth/--learn-clip are off");
     if (cfg.mode == "e2e") opt = make_optimizer(cfg, learn.stiefel(), learn.euclidean());
-    schedule.kind = optim::parse_schedule_kind(cfg.schedule, "--schedule");
-    schedule.warmup_steps = cfg.warmup;
-    schedule.total_steps = std::max<int64_t>(cfg.steps, 1);
-    schedule.validate();
+    schedule = make_schedule(cfg);
   }
 
   ForwardOptions student_options() const {
