@@ -22,6 +22,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
+
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include "data/hdf5_file.h"
 #include "losses/next_token.h"
@@ -31,6 +34,7 @@
 #include "src/checkpoint.h"
 #include "src/cli.h"
 #include "src/grad_leaves.h"
+#include "src/model.h"
 #include "src/quantize_weights.h"
 #include "src/recompute.h"
 #include "src/resources.h"
@@ -112,6 +116,7 @@ struct Settings {
   int threads;
   bool recompute = false;  // backward_with_recompute: its time is reported as backward_model, forward 0
   std::string baseline, python, work_dir;
+  std::string profile;  // chrome trace of the last step, "<profile>.<workload>.json" (empty: none)
 };
 
 // Removes the exchange-file directory however the run ends.
@@ -154,6 +159,8 @@ json run_steps(const Workload& w, const Settings& s) {
       t[i] = seconds_since(t0);
       t0 = Clock::now();
     };
+    std::optional<torch::autograd::profiler::RecordProfile> trace;
+    if (!s.profile.empty() && step + 1 == s.steps) trace.emplace(cat(s.profile, ".", w.name, ".json"));
     const auto start = Clock::now();
     auto t0 = start;
     opt.zero_grad();
@@ -274,8 +281,37 @@ json run_baseline(const Workload& w, const Settings& s) {
   }
 }
 
+// Activation memory of one float forward + backward of the unrotated, unquantized model: the embedding
+// output is a leaf that requires grad, so the backward runs through every layer (and lm_head) without
+// computing weight gradients. Peak RSS during it minus RSS before: the activations kept for backward,
+// their gradients and the transients of both passes. CPU only (-1 on CUDA).
+int64_t activation_bytes(const Workload& w, const Settings& s) {
+  if (!s.device.is_cpu()) return -1;
+  const int64_t before = rss_bytes();
+  reset_peak_rss();
+  {
+    const torch::Tensor ids = w.ids.to(s.device);
+    torch::Tensor x = embed(w.base, ids).detach().requires_grad_();
+    torch::Tensor h = x;
+    for (const LayerWeights& L : w.base.layers) h = decoder_layer(w.config, L, h, {});
+    losses::next_token_nll(lm_logits(w.base, rms_norm(h, w.base.norm, w.config.rms_norm_eps)), ids).backward();
+  }
+  return peak_rss_bytes() - before;
+}
+
+// Bytes of the weights rotate_weights rebuilds each step (the decoder layers' matrices; embed_tokens and
+// lm_head get R1 on their activations).
+int64_t rotated_bytes(const ModelWeights& w) {
+  int64_t b = 0;
+  for (const LayerWeights& L : w.layers)
+    for (const torch::Tensor* t : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj})
+      b += t->numel() * t->element_size();
+  return b;
+}
+
 json bench_workload(const Workload& w, const Settings& s, const json& peak) {
   const int64_t batch = w.ids.size(0), seq = w.ids.size(1);
+  const int64_t activations = activation_bytes(w, s);
   const bool reset = reset_peak_rss();
   const json steps = run_steps(w, s);
   json r = {{"name", w.name}, {"dtype", dtype_name(s.dtype)}, {"batch", batch}, {"seq", seq}, {"recompute", s.recompute},
@@ -285,6 +321,14 @@ json bench_workload(const Workload& w, const Settings& s, const json& peak) {
   for (const char* p : kPhases) mean[cat(p, "_s")] = warm_mean(column(steps, cat(p, "_s")));
   mean["total_s"] = warm_mean(column(steps, "total_s"));
   r["mean"] = mean;
+  if (activations >= 0) {
+    // The issue 8 memory target: peak below 1.5 × (frozen weights + one rotated copy + activations).
+    const int64_t bound = int64_t(1.5 * double(bytes_of(w.config, w.base) + rotated_bytes(w.base) + activations));
+    r["activation_bytes"] = activations;
+    r["rotated_weights_bytes"] = rotated_bytes(w.base);
+    r["memory_target_bytes"] = bound;
+    r["peak_rss_of_target"] = double(r["peak_rss_bytes"].get<int64_t>()) / double(bound);
+  }
   r["tokens_per_s"] = batch * seq / mean["total_s"].get<double>();
   const double train = 3 * forward_flops(w.config, w.base, batch, seq);  // backward ≈ 2× forward
   const double fb = mean["forward_s"].get<double>() + mean["backward_model_s"].get<double>();
@@ -341,6 +385,8 @@ int main(int argc, char** argv) {
         ("baseline", "baseline script (empty: no baseline)", cxxopts::value<std::string>()->default_value(""))
         ("python", "python interpreter for the baseline", cxxopts::value<std::string>()->default_value("/usr/bin/python3"))
         ("seed", "seed of weights, ids and rotations", cxxopts::value<uint64_t>()->default_value("0"))
+        ("profile", "write a chrome trace of each model's last step to PREFIX.<model>.json "
+                    "(summarise with experiments/profile_summary.py)", cxxopts::value<std::string>()->default_value(""))
         ("out", "also write the JSON to this file", cxxopts::value<std::string>()->default_value(""))
         ("save-random", "only write the random model to DIR (float32 checkpoint) and --batch rows of its "
                         "token ids to DIR-calib.h5, for spintrain runs at benchmark shapes", cxxopts::value<std::string>());
@@ -378,6 +424,7 @@ int main(int argc, char** argv) {
     s.threads = a["threads"].as<int>();
     s.baseline = a["baseline"].as<std::string>();
     s.python = a["python"].as<std::string>();
+    s.profile = a["profile"].as<std::string>();
     const ScratchDir scratch(fs::temp_directory_path() / cat("spin-bench-", getpid()));
     s.work_dir = scratch.path.string();
     const uint64_t seed = a["seed"].as<uint64_t>();

@@ -15,6 +15,7 @@ torch::Tensor project_tangent(const torch::Tensor& X, const torch::Tensor& G) {
 }
 
 torch::Tensor cayley_generator(const torch::Tensor& X, const torch::Tensor& M) {
+  if (X.size(0) == X.size(1)) return skew(M.mm(X.t()));  // X Xᵀ = I: one product instead of three
   torch::Tensor XtM = X.t().mm(M);                                    // [p,p]
   torch::Tensor W_hat = M.mm(X.t()) - X.mm(XtM.mm(X.t())) * 0.5;     // [n,n]
   return W_hat - W_hat.t();

@@ -22,7 +22,8 @@ torch::Tensor project_tangent(const torch::Tensor& X, const torch::Tensor& G);
 
 // The skew-symmetric generator [n,n] of an ambient direction M [n,p] at X [n,p]:
 //   W = Ŵ - Ŵ^T,  Ŵ = M X^T - 1/2 X (X^T M X^T).
-// W X is the projection of M onto the tangent space under the canonical metric.
+// W X is the projection of M onto the tangent space under the canonical metric. For square X (a
+// rotation, X Xᵀ = I) this is W = skew(M Xᵀ) = (M Xᵀ - X Mᵀ)/2, computed with one product.
 torch::Tensor cayley_generator(const torch::Tensor& X, const torch::Tensor& M);
 
 // Matrix 1-norm (max absolute column sum); for a skew W it bounds the spectral norm from above.

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "src/attention.h"
 #include "src/check.h"
 #include "src/hadamard.h"
 
@@ -63,8 +64,6 @@ torch::Tensor attention_heads(const ModelConfig& c, const LayerWeights& L, const
   torch::Tensor freqs = torch::outer(torch::arange(T, torch::kFloat64), inv_frequencies(c));  // [T, hd/2]
   torch::Tensor emb = torch::cat({freqs, freqs}, -1);                                          // [T, hd]
   torch::Tensor cos = emb.cos().to(device, dtype), sin = emb.sin().to(device, dtype);
-  torch::Tensor mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(device)).triu(1);
-
   torch::Tensor xq = fake_quant(h, opt.act);
   // [B, T, heads * hd] -> [B, heads, T, hd]
   torch::Tensor q = dense(xq, L.q_proj, L.q_bias).view({B, T, nh, hd}).transpose(1, 2);
@@ -82,12 +81,7 @@ torch::Tensor attention_heads(const ModelConfig& c, const LayerWeights& L, const
   }
   k = fake_quant(k, opt.key);
   v = fake_quant(v, opt.value);
-  const int64_t rep = nh / nkv;  // GQA: each KV head serves `rep` query heads
-  k = k.unsqueeze(2).expand({B, nkv, rep, T, hd}).reshape({B, nh, T, hd});
-  v = v.unsqueeze(2).expand({B, nkv, rep, T, hd}).reshape({B, nh, T, hd});
-  torch::Tensor scores = upcast(torch::matmul(q, k.transpose(-2, -1))) / std::sqrt(double(hd));
-  torch::Tensor probs = torch::softmax(scores.masked_fill(mask, -INFINITY), -1).to(v.scalar_type());
-  return torch::matmul(probs, v).transpose(1, 2).reshape({B, T, nh * hd});
+  return causal_attention(q, k, v);
 }
 
 torch::Tensor mlp_hidden(const LayerWeights& L, const torch::Tensor& h, const ForwardOptions& opt) {

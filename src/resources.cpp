@@ -72,10 +72,10 @@ void require_memory(uint64_t bytes, const std::string& what) {
              format_bytes(avail), " is available (MemAvailable / cgroup limit)");
 }
 
+int64_t rss_bytes() { return std::max<int64_t>(0, read_number("/proc/self/status", "VmRSS:")) * 1024; }
+
 int64_t peak_rss_bytes() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  if (const int64_t hwm = read_number("/proc/self/status", "VmHWM:"); hwm >= 0) return hwm * 1024;
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   return int64_t(ru.ru_maxrss) * 1024;

@@ -24,6 +24,9 @@ void require_disk(const std::filesystem::path& path, uint64_t bytes, const std::
 // (skipped when that is unknown).
 void require_memory(uint64_t bytes, const std::string& what);
 
+// Resident set size of this process now, in bytes (VmRSS; 0 where /proc is missing).
+int64_t rss_bytes();
+
 // Peak resident set size of this process in bytes (VmHWM, else getrusage's ru_maxrss).
 int64_t peak_rss_bytes();
 

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "data/calib_dataset.h"
+#include "src/check.h"
 #include "src/checkpoint.h"
 #include "src/evaluate.h"
 #include "src/safetensors.h"
@@ -47,7 +48,7 @@ int compare_with_reference(const Checkpoint& ck, const torch::Tensor& batch, tor
   save_safetensors((dir / "io.safetensors").string(), {{"ids", batch}, {"logits", logits}});
   const std::string cmd = "/usr/bin/python3 " + (test::root() / "tests/reference/llama_forward.py").string() + " " +
                           test::asset("models/stories260K").string() + " " + (dir / "io.safetensors").string() + " " +
-                          std::to_string(tol) + " " + ref_dtype;
+                          spin::cat(tol) + " " + ref_dtype;
   return test::run(cmd, dir / "log.txt");
 }
 

@@ -43,6 +43,9 @@ TEST(Stiefel, TangentProjectionAndGenerator) {
     EXPECT_LT((X.t().mm(WX) + WX.t().mm(X)).abs().max().item<double>(), 1e-13);
     if (n == p) {
       EXPECT_LT((so::cayley_generator(X, Z).mm(X) - Z).abs().max().item<double>(), 1e-13);
+      // The square shortcut equals the general formula Ŵ - Ŵᵀ, Ŵ = G Xᵀ - 1/2 X (Xᵀ G Xᵀ).
+      torch::Tensor W_hat = G.mm(X.t()) - 0.5 * X.mm(X.t().mm(G).mm(X.t()));
+      EXPECT_LT((W - (W_hat - W_hat.t())).abs().max().item<double>(), 1e-13);
     }
     // Spectral norm <= 1-norm for skew matrices (the step cap relies on it).
     EXPECT_LE(torch::linalg::svdvals(W, c10::nullopt).max().item<double>(), so::norm_1(W) * (1 + 1e-12));
