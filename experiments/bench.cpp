@@ -210,12 +210,14 @@ std::vector<double> column(const json& records, const std::string& key) {
 }
 
 // Forward FLOPs of one batch: 2·tokens·(linear weights + lm_head + R1 on the embedding output and on
-// lm_head's input, EmbeddingR1::online) + QKᵀ and P·V over the full T×T.
+// lm_head's input, EmbeddingR1::online) + QKᵀ and P·V over the causal T(T+1)/2 query-key pairs (the
+// useful work; spintrain's block-wise attention does a little more, the baseline the full T×T).
 double forward_flops(const ModelConfig& c, const ModelWeights& w, int64_t batch, int64_t seq) {
   int64_t linear = w.lm_head.numel() + 2 * c.hidden_size * c.hidden_size;
   for (const LayerWeights& L : w.layers)
     linear += numel_sum({&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj});
-  const double attention = 4.0 * batch * c.num_attention_heads * double(seq) * seq * c.head_dim * c.num_hidden_layers;
+  const double pairs = double(seq) * (seq + 1) / 2;
+  const double attention = 4.0 * batch * c.num_attention_heads * pairs * c.head_dim * c.num_hidden_layers;
   return 2.0 * batch * seq * double(linear) + attention;
 }
 
@@ -429,9 +431,10 @@ int main(int argc, char** argv) {
     s.work_dir = scratch.path.string();
     const uint64_t seed = a["seed"].as<uint64_t>();
     cli::set_threads(s.threads);
+    const int64_t runtime_rss = rss_bytes();  // libraries and runtime, before any model is built
 
     json result = {{"threads", at::get_num_threads()}, {"device", s.device.str()}, {"torch", TORCH_VERSION},
-                   {"wbits", s.weight.bits}, {"steps", s.steps}};
+                   {"wbits", s.weight.bits}, {"steps", s.steps}, {"runtime_rss_bytes", runtime_rss}};
     json peak = json::object();
     if (const int64_t n = a["gemm-size"].as<int64_t>(); n > 0) {
       for (auto dt : {torch::kFloat32, torch::kBFloat16}) {

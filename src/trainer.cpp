@@ -14,6 +14,7 @@
 #include "optim/hybrid.h"
 #include "src/adapt_rotation.h"
 #include "src/atomic_file.h"
+#include "src/attention.h"
 #include "src/blockwise.h"
 #include "src/check.h"
 #include "src/distributed.h"
@@ -69,6 +70,9 @@ struct Trainer {
     }
     base = map_weights(mc, rotation_base(mc, model.checkpoint.weights, cfg.rotation, cfg.dtype),
                        [&](const torch::Tensor& t) { return t.to(cfg.device); });
+    // The stored weights are needed again only for the float64 fusion and export: drop them for the
+    // training phase (one model-sized copy less at its peak) and reload them from disk afterwards.
+    model.checkpoint.weights = ModelWeights{};
     // Only end-to-end training sees R1's effect on every layer at once; the other modes keep it fixed.
     learn = Learnables::create(cfg, mc, init, cfg.mode == "e2e");
     SPIN_CHECK(!learn.all().empty() || cfg.mode == "adapt",
@@ -157,24 +161,28 @@ struct Trainer {
     opt->load(o);
   }
 
-  // Estimated bytes this job still needs on top of what is resident after loading (the checkpoint and
-  // `base`), the larger of two phases, per rank:
+  // Estimated bytes this job still needs on top of what is resident after loading (`base`; the
+  // checkpoint's weights are dropped for training and reloaded for the export), the larger of two
+  // phases, per rank:
   //   training: rotated, fake-quantized and leaf-gradient copies of every weight (3 x base) plus
   //             activations saved for backward (with --recompute: every layer's input and one
   //             layer's intermediates) and the float32 logits at the loss;
-  //   export:   the stored weights folded and fused in float64 (2 x 8 bytes per parameter).
+  //   export:   the stored weights again, folded and fused in float64 (2 x 8 bytes per parameter
+  //             plus the stored dtype).
   // A rough model (docs/SCALING.md works it through for 7B-70B), meant to catch a job that cannot fit.
   uint64_t extra_memory_estimate(int64_t seq_len) const {
     const int64_t numel = parameter_count();
     const int64_t weight_bytes = numel * int64_t(torch::elementSize(cfg.dtype));
     const int64_t rows = cfg.batch_size / group.world_size(), T = seq_len;
-    const int64_t per_layer = rows * T * (12 * mc.hidden_size + 4 * mc.intermediate_size) * 4 +
-                              rows * mc.num_attention_heads * T * T * 4 * 2;
+    const int64_t per_layer = rows * T * (12 * mc.hidden_size + 4 * mc.intermediate_size) * 4;
+    // Attention keeps nothing of size T² (src/attention.h); one call's score scratch is transient.
+    const int64_t attention = 2 * std::min(kAttentionBlockBytes, rows * mc.num_attention_heads * T * T * 4);
     const int64_t logits = rows * T * mc.vocab_size * 4 * (cfg.loss == "ce" ? 4 : 7);
     const int64_t layer_inputs = (mc.num_hidden_layers + 1) * rows * T * mc.hidden_size * 4;
-    const int64_t activations = cfg.recompute ? layer_inputs + per_layer : mc.num_hidden_layers * per_layer;
+    const int64_t activations =
+        (cfg.recompute ? layer_inputs + per_layer : mc.num_hidden_layers * per_layer) + attention;
     const int64_t training = 3 * weight_bytes + activations + logits;
-    const int64_t exporting = group.is_main() ? numel * 16 : 0;
+    const int64_t exporting = group.is_main() ? numel * (16 + int64_t(torch::elementSize(model.checkpoint.dtype))) : 0;
     return uint64_t(std::max(training, exporting));
   }
 
@@ -311,9 +319,15 @@ TrainSummary run_spintrain(const TrainConfig& cfg) {
   summary.max_orthogonality_error = tr.learn.orthogonality_error();
   if (!main_rank) return summary;
 
-  // Fuse in float64 from the stored weights, not from the training-dtype copy.
+  // Fuse in float64 from the stored weights (reloaded: training ran without them), not from the
+  // training-dtype copy; the reloaded weights must be the ones that were trained on.
+  tr.model.checkpoint.weights = load_model(cfg.model).checkpoint.weights;
   const Rotations learned = tr.learned_f64();
   const ModelWeights base64 = rotation_base(mc, tr.model.checkpoint.weights, cfg.rotation);
+  const auto trained = named_tensors(mc, tr.base), stored = named_tensors(mc, base64);
+  for (size_t i = 0; i < trained.size(); ++i)
+    SPIN_CHECK(stored[i].second.to(cfg.dtype).equal(trained[i].second.cpu()), cfg.model, ": ", stored[i].first,
+               " changed on disk during training; nothing was exported");
   const ModelWeights fused = fused_weights(mc, base64, learned, tr.learn.smoothing);
 
   // Before/after table on held-out data.

@@ -25,8 +25,10 @@ json bench(const std::string& name, const std::string& args) {
 }
 
 TEST(Bench, StoriesOneStepReportsConsistentFields) {
+  const auto trace = t::scratch("bench_stories_trace") / "trace";
   const json r = bench("bench_stories", "--models stories --stories " + t::asset("models/stories260K").string() +
-                                            " --stories-batch 2 --stories-seq 128 --steps 1 --gemm-size 256 --threads 2");
+                                            " --stories-batch 2 --stories-seq 128 --steps 1 --gemm-size 256 --threads 2"
+                                            " --profile " + trace.string());
   ASSERT_GT(r["gemm_peak_gflops"]["f32"].get<double>(), 0);
   ASSERT_GT(r["gemm_peak_gflops"]["bf16"].get<double>(), 0);
   ASSERT_EQ(r["models"].size(), 1u);
@@ -55,6 +57,23 @@ TEST(Bench, StoriesOneStepReportsConsistentFields) {
   const int64_t layer = 64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 64 * 172 + 2 * 64;
   EXPECT_EQ(m["frozen_weights_bytes"].get<int64_t>(), 4 * (5 * layer + 2 * 512 * 64 + 64));
   EXPECT_FALSE(m.contains("baseline"));
+
+  // Memory target fields: 1.5 × (frozen + rotated layer matrices + measured activations).
+  const int64_t rotated = 4 * 5 * (layer - 2 * 64), activations = m["activation_bytes"].get<int64_t>();
+  EXPECT_EQ(m["rotated_weights_bytes"].get<int64_t>(), rotated);
+  EXPECT_GT(activations, 0);
+  const double bound = 1.5 * double(m["frozen_weights_bytes"].get<int64_t>() + rotated + activations);
+  EXPECT_NEAR(m["memory_target_bytes"].get<double>(), bound, 1.0);
+  EXPECT_NEAR(m["peak_rss_of_target"].get<double>(), m["peak_rss_bytes"].get<double>() / bound, 1e-6);
+  EXPECT_GT(r["runtime_rss_bytes"].get<int64_t>(), 0);
+
+  // --profile: a chrome trace of the step that profile_summary.py reads; the step's GEMMs are in it.
+  const auto summary = trace.parent_path() / "summary.txt";
+  ASSERT_EQ(t::run("/usr/bin/python3 " + (t::root() / "experiments/profile_summary.py").string() + " " + trace.string() +
+                       ".stories260K.json --top 40",
+                   summary),
+            0);
+  EXPECT_NE(t::read_text(summary).find("aten::mm"), std::string::npos) << t::read_text(summary);
 }
 
 TEST(Bench, BaselineMatchesLossesOnTinyRandomLlama) {

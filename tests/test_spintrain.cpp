@@ -211,3 +211,32 @@ TEST(Spintrain, OrthogonalityDriftIsRepairedAndLogged) {
 }
 
 }  // namespace
+
+// Training runs without the stored weights (they are reloaded for the float64 export). If the
+// checkpoint on disk changes meanwhile, the export must refuse rather than fuse other weights than the
+// ones trained on: the model file is replaced once the first step is logged.
+TEST(Spintrain, CheckpointChangedDuringTrainingIsNotExported) {
+  auto dir = test::scratch("spintrain_changed_on_disk");
+  const fs::path model = dir / "model";
+  fs::copy(test::asset("models/stories260K"), model, fs::copy_options::recursive);
+  {
+    SafetensorsFile f((model / "model.safetensors").string());
+    std::vector<std::pair<std::string, torch::Tensor>> tensors;
+    for (const auto& t : f.tensors()) tensors.emplace_back(t.name, f.get(t.name).clone());
+    tensors.back().second.mul_(1.01);
+    save_safetensors((dir / "changed.safetensors").string(), tensors, f.metadata());
+  }
+  const fs::path out = dir / "out", log = dir / "train.jsonl";
+  const std::string train = test::bin("spintrain").string() + " --model " + model.string() + " --calib " +
+                            test::asset("data/stories260K-calib.h5").string() +
+                            " --nsamples 8 --seq-len 32 --batch-size 2 --threads 2 --quiet --skip-baselines "
+                            "--steps 60 --log " + log.string() + " --out " + out.string();
+  const std::string cmd = "(" + train + " & pid=$!; until grep -q '\"step\"' " + log.string() +
+                          " 2>/dev/null || ! kill -0 $pid 2>/dev/null; do sleep 0.005; done; mv " +
+                          (dir / "changed.safetensors").string() + " " + (model / "model.safetensors").string() +
+                          "; wait $pid)";
+  EXPECT_EQ(test::run(cmd, dir / "run.txt"), 1);
+  const std::string said = test::read_text(dir / "run.txt");
+  EXPECT_NE(said.find("changed on disk during training; nothing was exported"), std::string::npos) << said;
+  EXPECT_FALSE(fs::exists(out));
+}
