@@ -18,14 +18,13 @@ using torch::autograd::variable_list;
 // 64 GFLOP/s into a new tensor, 156 GFLOP/s into an existing one).
 class Blocks {
  public:
-  Blocks(int64_t G, int64_t rep, int64_t T, int64_t hd, const torch::TensorOptions& options, int64_t block_rows)
-      : G_(G), rep_(rep), T_(T), hd_(hd), options_(options),
+  Blocks(int64_t G, int64_t rep, int64_t T, const torch::TensorOptions& options, int64_t block_rows)
+      : G_(G), rep_(rep), T_(T), options_(options),
         score_options_(options.dtype(options.dtype() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32)) {
     const int64_t row_bytes = G * rep * T * int64_t(score_options_.dtype().itemsize());
     rows_ = block_rows > 0 ? std::min(block_rows, T) : std::clamp<int64_t>(kAttentionBlockBytes / row_bytes, 1, T);
     future_ = torch::ones({rows_, rows_}, options.dtype(torch::kBool)).triu(1);
   }
-  int64_t T() const { return T_; }
   int64_t rows() const { return rows_; }
   bool mixed() const { return options_.dtype() != score_options_.dtype(); }
   const torch::TensorOptions& score_options() const { return score_options_; }
@@ -60,12 +59,13 @@ class Blocks {
   // in scratch 0: [G, rep * rows, t0 + rows], the future at -inf.
   torch::Tensor scores(const torch::Tensor& qb, const torch::Tensor& kc, int64_t t0, int64_t rows) {
     torch::Tensor s = product(0, qb, kc.narrow(1, 0, t0 + rows).transpose(1, 2), rows);
-    s.view({G_, rep_, rows, t0 + rows}).narrow(3, t0, rows).masked_fill_(future_.narrow(0, 0, rows).narrow(1, 0, rows), -INFINITY);
+    const torch::Tensor future = future_.narrow(0, 0, rows).narrow(1, 0, rows);
+    s.view({G_, rep_, rows, t0 + rows}).narrow(3, t0, rows).masked_fill_(future, -INFINITY);
     return s;
   }
 
  private:
-  int64_t G_, rep_, T_, hd_, rows_;
+  int64_t G_, rep_, T_, rows_;
   torch::TensorOptions options_, score_options_;
   torch::Tensor future_;         // [rows, rows] true above the diagonal
   torch::Tensor buffers_[4];     // scratch i in the score dtype (2i) and the inputs' dtype (2i + 1)
@@ -78,7 +78,7 @@ struct CausalAttentionFunction : torch::autograd::Function<CausalAttentionFuncti
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, int64_t block_rows) {
     const int64_t B = q.size(0), nh = q.size(1), nkv = k.size(1), T = q.size(2), hd = q.size(3), G = B * nkv;
-    Blocks blocks(G, nh / nkv, T, hd, q.options(), block_rows);
+    Blocks blocks(G, nh / nkv, T, q.options(), block_rows);
     const torch::Tensor qg = q.reshape({G, nh / nkv, T, hd});
     const torch::Tensor kc = k.reshape({G, T, hd}), vc = v.reshape({G, T, hd});
     torch::Tensor out = torch::empty_like(qg);
@@ -105,7 +105,7 @@ struct CausalAttentionFunction : torch::autograd::Function<CausalAttentionFuncti
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &qg = saved[0], &kc = saved[1], &vc = saved[2], &out = saved[3], &lse = saved[4];
     const int64_t G = qg.size(0), rep = qg.size(1), T = qg.size(2), hd = qg.size(3);
-    Blocks blocks(G, rep, T, hd, qg.options(), ctx->saved_data["block_rows"].toInt());
+    Blocks blocks(G, rep, T, qg.options(), ctx->saved_data["block_rows"].toInt());
     const torch::Tensor dog = grads[0].reshape({G, rep, T, hd});
     const torch::Tensor D = (dog.to(blocks.score_options().dtype()) * out).sum(-1, true);  // [G, rep, T, 1]
     torch::Tensor dq = torch::empty_like(qg);
