@@ -99,6 +99,15 @@ int64_t numel_sum(std::initializer_list<const torch::Tensor*> ts) {
   return n;
 }
 
+// Elements of every decoder layer's q/k/v/o/gate/up/down matrices: the linears of the layers, and the
+// matrices rotate_weights rebuilds each step (embed_tokens and lm_head get R1 on their activations).
+int64_t layer_matrix_numel(const ModelWeights& w) {
+  int64_t n = 0;
+  for (const LayerWeights& L : w.layers)
+    n += numel_sum({&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj});
+  return n;
+}
+
 struct Workload {
   std::string name;
   ModelConfig config;
@@ -213,9 +222,7 @@ std::vector<double> column(const json& records, const std::string& key) {
 // lm_head's input, EmbeddingR1::online) + QKᵀ and P·V over the causal T(T+1)/2 query-key pairs (the
 // useful work; spintrain's block-wise attention does a little more, the baseline the full T×T).
 double forward_flops(const ModelConfig& c, const ModelWeights& w, int64_t batch, int64_t seq) {
-  int64_t linear = w.lm_head.numel() + 2 * c.hidden_size * c.hidden_size;
-  for (const LayerWeights& L : w.layers)
-    linear += numel_sum({&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj});
+  const int64_t linear = w.lm_head.numel() + 2 * c.hidden_size * c.hidden_size + layer_matrix_numel(w);
   const double pairs = double(seq) * (seq + 1) / 2;
   const double attention = 4.0 * batch * c.num_attention_heads * pairs * c.head_dim * c.num_hidden_layers;
   return 2.0 * batch * seq * double(linear) + attention;
@@ -225,12 +232,9 @@ double forward_flops(const ModelConfig& c, const ModelWeights& w, int64_t batch,
 // (embed_tokens and lm_head are not rotated: forward_flops counts R1 on their activations); R2 on v/o
 // 2·numel·head_dim.
 double rotation_flops(const ModelConfig& c, const ModelWeights& w) {
-  int64_t r1 = 0, r2 = 0;
-  for (const LayerWeights& L : w.layers) {
-    r1 += numel_sum({&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj});
-    r2 += numel_sum({&L.v_proj, &L.o_proj});
-  }
-  return 2.0 * r1 * c.hidden_size + 2.0 * r2 * c.head_dim;
+  int64_t r2 = 0;
+  for (const LayerWeights& L : w.layers) r2 += numel_sum({&L.v_proj, &L.o_proj});
+  return 2.0 * layer_matrix_numel(w) * c.hidden_size + 2.0 * r2 * c.head_dim;
 }
 
 int64_t bytes_of(const ModelConfig& c, const ModelWeights& w) {
@@ -301,16 +305,6 @@ int64_t activation_bytes(const Workload& w, const Settings& s) {
   return peak_rss_bytes() - before;
 }
 
-// Bytes of the weights rotate_weights rebuilds each step (the decoder layers' matrices; embed_tokens and
-// lm_head get R1 on their activations).
-int64_t rotated_bytes(const ModelWeights& w) {
-  int64_t b = 0;
-  for (const LayerWeights& L : w.layers)
-    for (const torch::Tensor* t : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj})
-      b += t->numel() * t->element_size();
-  return b;
-}
-
 json bench_workload(const Workload& w, const Settings& s, const json& peak) {
   const int64_t batch = w.ids.size(0), seq = w.ids.size(1);
   const int64_t activations = activation_bytes(w, s);
@@ -325,9 +319,10 @@ json bench_workload(const Workload& w, const Settings& s, const json& peak) {
   r["mean"] = mean;
   if (activations >= 0) {
     // The issue 8 memory target: peak below 1.5 × (frozen weights + one rotated copy + activations).
-    const int64_t bound = int64_t(1.5 * double(bytes_of(w.config, w.base) + rotated_bytes(w.base) + activations));
+    const int64_t rotated = layer_matrix_numel(w.base) * w.base.lm_head.element_size();
+    const int64_t bound = int64_t(1.5 * double(bytes_of(w.config, w.base) + rotated + activations));
     r["activation_bytes"] = activations;
-    r["rotated_weights_bytes"] = rotated_bytes(w.base);
+    r["rotated_weights_bytes"] = rotated;
     r["memory_target_bytes"] = bound;
     r["peak_rss_of_target"] = double(r["peak_rss_bytes"].get<int64_t>()) / double(bound);
   }
