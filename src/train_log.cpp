@@ -1,5 +1,6 @@
 #include "src/train_log.h"
 
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 
@@ -7,8 +8,12 @@
 
 namespace spin {
 
-TrainLog::TrainLog(const std::string& path, bool append, bool quiet)
-    : out_(path, append ? std::ios::app : std::ios::trunc), quiet_(quiet) {
+TrainLog::TrainLog(const std::string& path, bool append, bool quiet) : quiet_(quiet) {
+  // Like every other output of the tools, the log's directory is created when missing.
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  std::error_code ec;
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  out_.open(path, append ? std::ios::app : std::ios::trunc);
   SPIN_CHECK(out_.good(), path, ": cannot open log file");
 }
 

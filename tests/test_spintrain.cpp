@@ -240,3 +240,17 @@ TEST(Spintrain, CheckpointChangedDuringTrainingIsNotExported) {
   EXPECT_NE(said.find("changed on disk during training; nothing was exported"), std::string::npos) << said;
   EXPECT_FALSE(fs::exists(out));
 }
+
+// An output path whose directories do not exist yet (a fresh clone has no out/): the export and the
+// default log next to it create them.
+TEST(Spintrain, MissingOutputDirectoriesAreCreated) {
+  auto dir = test::scratch("spintrain_missing_dirs");
+  const fs::path out = dir / "not" / "yet" / "out";
+  ASSERT_EQ(test::run(test::spintrain_command(out, "--nsamples 8 --seq-len 32 --batch-size 2 --threads 2 --quiet "
+                                                   "--skip-baselines --steps 1"),
+                      dir / "run.txt"),
+            0)
+      << test::read_text(dir / "run.txt");
+  EXPECT_TRUE(fs::exists(out / "config.json"));
+  EXPECT_TRUE(fs::exists(out.string() + ".log.jsonl"));
+}
