@@ -4,7 +4,7 @@
 #include <random>
 
 #include "data/hdf5_file.h"
-#include "src/check.h"
+#include "src/base/check.h"
 
 namespace spin::data {
 namespace {

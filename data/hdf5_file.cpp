@@ -9,7 +9,7 @@
 #include <sstream>
 #include <vector>
 
-#include "src/check.h"
+#include "src/base/check.h"
 
 namespace fs = std::filesystem;
 

@@ -5,7 +5,7 @@
 #include <queue>
 #include <sstream>
 
-#include "src/check.h"
+#include "src/base/check.h"
 
 namespace spin::data {
 namespace {

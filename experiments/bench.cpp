@@ -11,7 +11,7 @@
 //   spin-bench --threads 2 --baseline experiments/baseline_spinquant.py
 //   spin-bench --models random --hidden 64 --intermediate 128 --heads 4 --kv-heads 2 --layers 1 --seq 32 --steps 3
 //
-// A step is timed with the public functions src/trainer.cpp calls (rotate_weights, fake_quant_weights,
+// A step is timed with the public functions src/train/trainer.cpp calls (rotate_weights, fake_quant_weights,
 // forward_hidden + lm_logits + next_token_nll, backward, HybridOptimizer::step), grad_accum 1, loss ce,
 // W<wbits> per-row symmetric RTN, learned R1 and R2, random-hadamard init, constant lr. Token ids are
 // uniform random (seeded). The first step is a warm-up: with --steps > 1 the means leave it out.
@@ -29,17 +29,17 @@
 #include "data/hdf5_file.h"
 #include "losses/next_token.h"
 #include "optim/hybrid.h"
-#include "src/atomic_file.h"
-#include "src/check.h"
-#include "src/checkpoint.h"
-#include "src/cli.h"
-#include "src/grad_leaves.h"
-#include "src/model.h"
-#include "src/quantize_weights.h"
-#include "src/recompute.h"
-#include "src/resources.h"
-#include "src/rotated_checkpoint.h"
-#include "src/safetensors.h"
+#include "src/io/atomic_file.h"
+#include "src/base/check.h"
+#include "src/io/checkpoint.h"
+#include "src/cli/flags.h"
+#include "src/train/grad_leaves.h"
+#include "src/model/forward.h"
+#include "src/quant/quantize_weights.h"
+#include "src/model/recompute.h"
+#include "src/io/resources.h"
+#include "src/rotation/format.h"
+#include "src/io/safetensors.h"
 
 using namespace spin;
 namespace fs = std::filesystem;

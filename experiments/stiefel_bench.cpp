@@ -17,9 +17,9 @@
 #include <sstream>
 
 #include "optim/hybrid.h"
-#include "src/atomic_file.h"
-#include "src/check.h"
-#include "src/cli.h"
+#include "src/io/atomic_file.h"
+#include "src/base/check.h"
+#include "src/cli/flags.h"
 
 using namespace spin;
 namespace so = spin::optim;

@@ -3,7 +3,7 @@
 
 #include <memory>
 
-#include "src/check.h"
+#include "src/base/check.h"
 
 namespace spin::optim {
 namespace {

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "src/check.h"
+#include "src/base/check.h"
 
 namespace spin::optim {
 

@@ -3,7 +3,7 @@
 
 #include <limits>
 
-#include "src/check.h"
+#include "src/base/check.h"
 
 namespace spin::optim {
 

@@ -8,10 +8,10 @@
 #include <iostream>
 
 #include "data/calib_dataset.h"
-#include "src/adapt_rotation.h"
-#include "src/check.h"
-#include "src/rotated_checkpoint.h"
-#include "src/rotation_init.h"
+#include "src/train/adapt.h"
+#include "src/base/check.h"
+#include "src/rotation/format.h"
+#include "src/rotation/init.h"
 #include "tests/test_util.h"
 
 using namespace spin;

@@ -1,11 +1,11 @@
-// Block-wise causal attention with its hand-written backward (src/attention.h) against the plain
+// Block-wise causal attention with its hand-written backward (src/kernels/attention.h) against the plain
 // full-matrix formula under autograd: repeat K/V per query head, scores over all T×T positions, mask
 // the future, softmax, times V.
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-#include "src/attention.h"
+#include "src/kernels/attention.h"
 
 using namespace spin;
 

@@ -19,7 +19,7 @@
 
 #include "data/calib_dataset.h"
 #include "data/hdf5_file.h"
-#include "src/check.h"
+#include "src/base/check.h"
 #include "tests/test_util.h"
 
 using namespace spin;

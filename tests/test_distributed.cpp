@@ -6,7 +6,7 @@
 #include <chrono>
 #include <fstream>
 
-#include "src/safetensors.h"
+#include "src/io/safetensors.h"
 #include "tests/test_util.h"
 
 using namespace spin;

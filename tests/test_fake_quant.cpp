@@ -1,7 +1,7 @@
 // RTN fake quantization: grid size, error bound, groups (incl. a short last group), STE gradient.
 #include <gtest/gtest.h>
 
-#include "src/fake_quant.h"
+#include "src/kernels/fake_quant.h"
 
 using namespace spin;
 

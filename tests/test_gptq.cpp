@@ -6,12 +6,12 @@
 #include <cmath>
 #include <fstream>
 
-#include "src/check.h"
-#include "src/gptq.h"
-#include "src/gptq_format.h"
-#include "src/gptq_model.h"
-#include "src/model.h"
-#include "src/rotated_checkpoint.h"
+#include "src/base/check.h"
+#include "src/quant/gptq.h"
+#include "src/quant/gptq_format.h"
+#include "src/quant/gptq_model.h"
+#include "src/model/forward.h"
+#include "src/rotation/format.h"
 #include "tests/test_util.h"
 
 using namespace spin;

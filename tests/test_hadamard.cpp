@@ -3,8 +3,8 @@
 
 #include <cmath>
 
-#include "src/check.h"
-#include "src/hadamard.h"
+#include "src/base/check.h"
+#include "src/kernels/hadamard.h"
 
 namespace spin {
 namespace {

@@ -6,10 +6,10 @@
 #include <fstream>
 
 #include "data/calib_dataset.h"
-#include "src/learnables.h"
-#include "src/model.h"
-#include "src/rotated_checkpoint.h"
-#include "src/rotation_init.h"
+#include "src/train/learnables.h"
+#include "src/model/forward.h"
+#include "src/rotation/format.h"
+#include "src/rotation/init.h"
 #include "tests/test_util.h"
 
 using namespace spin;

@@ -2,10 +2,10 @@
 #include <gtest/gtest.h>
 
 #include "data/calib_dataset.h"
-#include "src/check.h"
-#include "src/checkpoint.h"
-#include "src/evaluate.h"
-#include "src/safetensors.h"
+#include "src/base/check.h"
+#include "src/io/checkpoint.h"
+#include "src/model/evaluate.h"
+#include "src/io/safetensors.h"
 #include "tests/test_util.h"
 
 using namespace spin;

@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "optim/hybrid.h"
-#include "src/check.h"
+#include "src/base/check.h"
 
 namespace so = spin::optim;
 

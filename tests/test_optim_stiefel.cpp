@@ -5,7 +5,7 @@
 #include <torch/torch.h>
 
 #include "optim/hybrid.h"
-#include "src/check.h"
+#include "src/base/check.h"
 
 namespace so = spin::optim;
 

@@ -1,12 +1,12 @@
-// Per-layer recomputation (src/recompute.h) gives the plain backward's loss and gradients: R1 (on the
+// Per-layer recomputation (src/model/recompute.h) gives the plain backward's loss and gradients: R1 (on the
 // activations) and R2 through rotation and W4 fake quant, with A8 activations and KV8, R3/R4 on.
 #include <gtest/gtest.h>
 
 #include "data/calib_dataset.h"
 #include "losses/next_token.h"
-#include "src/quantize_weights.h"
-#include "src/recompute.h"
-#include "src/rotated_checkpoint.h"
+#include "src/quant/quantize_weights.h"
+#include "src/model/recompute.h"
+#include "src/rotation/format.h"
 #include "tests/test_util.h"
 
 using namespace spin;

@@ -9,8 +9,8 @@
 #include <future>
 
 #include "data/calib_dataset.h"
-#include "src/check.h"
-#include "src/rotated_checkpoint.h"
+#include "src/base/check.h"
+#include "src/rotation/format.h"
 #include "tests/corpus/hostile_inputs.h"
 #include "tests/test_util.h"
 

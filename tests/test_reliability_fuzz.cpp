@@ -22,10 +22,10 @@
 
 #include "data/calib_dataset.h"
 #include "data/hdf5_file.h"
-#include "src/check.h"
-#include "src/checkpoint.h"
-#include "src/rotated_checkpoint.h"
-#include "src/safetensors.h"
+#include "src/base/check.h"
+#include "src/io/checkpoint.h"
+#include "src/rotation/format.h"
+#include "src/io/safetensors.h"
 #include "tests/corpus/hostile_inputs.h"
 #include "tests/test_util.h"
 
@@ -347,7 +347,7 @@ TEST(Fuzz, ConfigJson) {
   expect_mixed(run_target(t), t.name);
 }
 
-// config.json of a rotated checkpoint: its "rotation" section too (src/rotated_checkpoint.cpp).
+// config.json of a rotated checkpoint: its "rotation" section too (src/rotation/format.cpp).
 TEST(Fuzz, RotatedConfigJson) {
   const fs::path dir = test::scratch("fuzz_rotated_config") / "model";
   corpus::make_rotated(kModel, dir);

@@ -2,8 +2,8 @@
 // one-line error naming the path (or the job) and both sizes.
 #include <gtest/gtest.h>
 
-#include "src/check.h"
-#include "src/resources.h"
+#include "src/base/check.h"
+#include "src/io/resources.h"
 #include "tests/test_util.h"
 
 using namespace spin;

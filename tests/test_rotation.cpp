@@ -5,11 +5,11 @@
 #include <fstream>
 
 #include "data/calib_dataset.h"
-#include "src/check.h"
-#include "src/evaluate.h"
-#include "src/quantize_weights.h"
-#include "src/rotated_checkpoint.h"
-#include "src/safetensors.h"
+#include "src/base/check.h"
+#include "src/model/evaluate.h"
+#include "src/quant/quantize_weights.h"
+#include "src/rotation/format.h"
+#include "src/io/safetensors.h"
 #include "tests/test_util.h"
 
 using namespace spin;

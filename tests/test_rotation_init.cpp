@@ -1,9 +1,9 @@
 // Rotation initialisers: orthogonality, seeding, the diag(s) · H convention and the sign-fixed QR.
 #include <gtest/gtest.h>
 
-#include "src/check.h"
-#include "src/hadamard.h"
-#include "src/rotation_init.h"
+#include "src/base/check.h"
+#include "src/kernels/hadamard.h"
+#include "src/rotation/init.h"
 
 namespace spin {
 namespace {

@@ -3,8 +3,8 @@
 
 #include <fstream>
 
-#include "src/check.h"
-#include "src/safetensors.h"
+#include "src/base/check.h"
+#include "src/io/safetensors.h"
 #include "tests/test_util.h"
 
 using namespace spin;

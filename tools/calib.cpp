@@ -15,8 +15,8 @@
 #include "data/calib_dataset.h"
 #include "data/hdf5_file.h"
 #include "data/sentencepiece_bpe.h"
-#include "src/check.h"
-#include "src/cli.h"
+#include "src/base/check.h"
+#include "src/cli/flags.h"
 
 using namespace spin;
 namespace fs = std::filesystem;

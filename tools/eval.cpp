@@ -3,11 +3,11 @@
 #include <iostream>
 
 #include "data/calib_dataset.h"
-#include "src/check.h"
-#include "src/cli.h"
-#include "src/evaluate.h"
-#include "src/quantize_weights.h"
-#include "src/rotated_checkpoint.h"
+#include "src/base/check.h"
+#include "src/cli/flags.h"
+#include "src/model/evaluate.h"
+#include "src/quant/quantize_weights.h"
+#include "src/rotation/format.h"
 
 using namespace spin;
 

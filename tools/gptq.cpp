@@ -1,15 +1,15 @@
 // spin-gptq: sequential GPTQ of a (rotated) checkpoint on HDF5 calibration ids, written in the GPTQ
-// checkpoint format (src/gptq_format.h) or as dequantized float weights for spin-eval (--format fake).
+// checkpoint format (src/quant/gptq_format.h) or as dequantized float weights for spin-eval (--format fake).
 // A rotated checkpoint keeps its `rotation` section and its online Hadamards are honoured.
 #include <chrono>
 #include <iostream>
 
 #include "data/calib_dataset.h"
-#include "src/check.h"
-#include "src/cli.h"
-#include "src/gptq_format.h"
-#include "src/gptq_model.h"
-#include "src/rotated_checkpoint.h"
+#include "src/base/check.h"
+#include "src/cli/flags.h"
+#include "src/quant/gptq_format.h"
+#include "src/quant/gptq_model.h"
+#include "src/rotation/format.h"
 
 using namespace spin;
 namespace fs = std::filesystem;

@@ -2,9 +2,9 @@
 // R1/R2 (any init) and R4's weight half, record R3/R4 as online Hadamards, export.
 #include <iostream>
 
-#include "src/check.h"
-#include "src/cli.h"
-#include "src/rotated_checkpoint.h"
+#include "src/base/check.h"
+#include "src/cli/flags.h"
+#include "src/rotation/format.h"
 
 using namespace spin;
 

@@ -1,9 +1,9 @@
 // spintrain: learn R1/R2 rotations under an RTN fake-quant proxy, fuse them (float64) and save a
 // rotated checkpoint. See README.md for the recipe and defaults; --nproc N (or torchrun's
 // environment) trains data-parallel.
-#include "src/check.h"
-#include "src/launcher.h"
-#include "src/trainer.h"
+#include "src/base/check.h"
+#include "src/dist/launcher.h"
+#include "src/train/trainer.h"
 
 int main(int argc, char** argv) {
   return spin::cli::guarded_main([&] {

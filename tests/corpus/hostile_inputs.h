@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "data/hdf5_file.h"
-#include "src/safetensors.h"
+#include "src/io/safetensors.h"
 #include "tests/test_util.h"
 
 namespace spin::test::corpus {
@@ -88,7 +88,7 @@ inline void write_h5(const fs::path& path, const std::string& name, const H5::Pr
   ds.write(values.data(), H5::PredType::NATIVE_DOUBLE);
 }
 
-// A rotated checkpoint per src/rotated_checkpoint.h: the model with identity R1/R2 "fused" (so the
+// A rotated checkpoint per src/rotation/format.h: the model with identity R1/R2 "fused" (so the
 // weights are unchanged and the checkpoint stays correct) and the given online Hadamards.
 inline void make_rotated(const fs::path& model, const fs::path& dst, const nlohmann::json& online = nlohmann::json::array()) {
   copy_model(model, dst);
