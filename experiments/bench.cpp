@@ -1,4 +1,4 @@
-// spin-bench: how fast is a spintrain step (issue 8)? Measures, in one run and one process:
+// spin-bench: how fast is a spintrain step? Measures, in one run and one process:
 //   - the GEMM peak of this machine through LibTorch (fp32 and bf16 square products);
 //   - spintrain steps on stories260K and on a randomly initialised Llama with realistic layer shapes, each
 //     split into weight rotation, fake quant, forward, backward (model, then through quant + rotation to
@@ -32,13 +32,13 @@
 #include "src/io/atomic_file.h"
 #include "src/base/check.h"
 #include "src/io/checkpoint.h"
-#include "src/cli/flags.h"
+#include "src/cli/main.h"
 #include "src/train/grad_leaves.h"
 #include "src/model/forward.h"
 #include "src/quant/quantize_weights.h"
 #include "src/model/recompute.h"
 #include "src/io/resources.h"
-#include "src/rotation/format.h"
+#include "src/rotation/fusion.h"
 #include "src/io/safetensors.h"
 
 using namespace spin;
@@ -104,7 +104,7 @@ int64_t numel_sum(std::initializer_list<const torch::Tensor*> ts) {
 int64_t layer_matrix_numel(const ModelWeights& w) {
   int64_t n = 0;
   for (const LayerWeights& L : w.layers)
-    n += numel_sum({&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj});
+    for (const Linear& l : layer_linears()) n += (L.*l.weight).numel();
   return n;
 }
 
@@ -318,7 +318,7 @@ json bench_workload(const Workload& w, const Settings& s, const json& peak) {
   mean["total_s"] = warm_mean(column(steps, "total_s"));
   r["mean"] = mean;
   if (activations >= 0) {
-    // The issue 8 memory target: peak below 1.5 × (frozen weights + one rotated copy + activations).
+    // The memory target: peak below 1.5 × (frozen weights + one rotated copy + activations).
     const int64_t rotated = layer_matrix_numel(w.base) * w.base.lm_head.element_size();
     const int64_t bound = int64_t(1.5 * double(bytes_of(w.config, w.base) + rotated + activations));
     r["activation_bytes"] = activations;
@@ -353,49 +353,50 @@ json bench_workload(const Workload& w, const Settings& s, const json& peak) {
 
 }  // namespace
 
+using cli::Type;
+
 int main(int argc, char** argv) {
-  return cli::guarded_main([&] {
-    cxxopts::Options options("spin-bench", "Training-step performance of spintrain vs an eager PyTorch baseline");
-    options.add_options()
-        ("models", "comma list: stories, random", cxxopts::value<std::string>()->default_value("stories,random"))
-        ("stories", "stories260K checkpoint directory", cxxopts::value<std::string>()->default_value("assets/models/stories260K"))
-        ("stories-batch", "rows per step on stories260K", cxxopts::value<int64_t>()->default_value("8"))
-        ("stories-seq", "tokens per row on stories260K", cxxopts::value<int64_t>()->default_value("512"))
-        ("hidden", "random model hidden_size", cxxopts::value<int64_t>()->default_value("2048"))
-        ("intermediate", "random model intermediate_size", cxxopts::value<int64_t>()->default_value("5632"))
-        ("heads", "random model num_attention_heads", cxxopts::value<int64_t>()->default_value("32"))
-        ("kv-heads", "random model num_key_value_heads", cxxopts::value<int64_t>()->default_value("4"))
-        ("layers", "random model num_hidden_layers", cxxopts::value<int64_t>()->default_value("2"))
-        ("vocab", "random model vocab_size", cxxopts::value<int64_t>()->default_value("32000"))
-        ("seq", "random model tokens per row", cxxopts::value<int64_t>()->default_value("2048"))
-        ("batch", "random model rows per step", cxxopts::value<int64_t>()->default_value("1"))
-        ("steps", "timed steps per model (the first is a warm-up when > 1)", cxxopts::value<int64_t>()->default_value("3"))
-        ("wbits", "weight bits of the fake-quant proxy (per-row symmetric)", cxxopts::value<int>()->default_value("4"))
-        ("lr", "Cayley SGD learning rate (constant)", cxxopts::value<double>()->default_value("1.5"))
-        ("momentum", "Cayley SGD momentum", cxxopts::value<double>()->default_value("0.9"))
-        ("dtype", "training dtype: f32 or bf16", cxxopts::value<std::string>()->default_value("f32"))
-        ("recompute", "per-layer recomputation in backward (spintrain --recompute)")
-        ("device", "cpu, cuda or auto", cxxopts::value<std::string>()->default_value("cpu"))
-        ("threads", "CPU threads (0: all cores), also given to the baseline", cxxopts::value<int>()->default_value("0"))
-        ("gemm-size", "square GEMM size for the peak (0: skip)", cxxopts::value<int64_t>()->default_value("4096"))
-        ("gemm-reps", "GEMM repetitions (best counts)", cxxopts::value<int>()->default_value("3"))
-        ("baseline", "baseline script (empty: no baseline)", cxxopts::value<std::string>()->default_value(""))
-        ("python", "python interpreter for the baseline", cxxopts::value<std::string>()->default_value("/usr/bin/python3"))
-        ("seed", "seed of weights, ids and rotations", cxxopts::value<uint64_t>()->default_value("0"))
-        ("profile", "write a chrome trace of each model's last step to PREFIX.<model>.json "
-                    "(summarise with experiments/profile_summary.py)", cxxopts::value<std::string>()->default_value(""))
-        ("out", "also write the JSON to this file", cxxopts::value<std::string>()->default_value(""))
-        ("save-random", "only write the random model to DIR (float32 checkpoint) and --batch rows of its "
-                        "token ids to DIR-calib.h5, for spintrain runs at benchmark shapes", cxxopts::value<std::string>());
-    auto a = cli::parse(options, argc, argv);
-    if (a.count("save-random")) {
-      const fs::path dir = a["save-random"].as<std::string>();
-      const int64_t seq = a["seq"].as<int64_t>();
-      const json config = random_llama_json(a["hidden"].as<int64_t>(), a["intermediate"].as<int64_t>(),
-                                            a["heads"].as<int64_t>(), a["kv-heads"].as<int64_t>(),
-                                            a["layers"].as<int64_t>(), a["vocab"].as<int64_t>(), seq);
+  const cli::Program program{
+      "spin-bench", "Training-step performance of spintrain vs an eager PyTorch baseline",
+      std::vector<cli::Option>{
+          {"models", Type::text, "stories,random", "", "comma list: stories, random"},
+          {"stories", Type::text, "assets/models/stories260K", "", "stories260K checkpoint directory"},
+          {"stories-batch", Type::integer, "8", "", "rows per step on stories260K"},
+          {"stories-seq", Type::integer, "512", "", "tokens per row on stories260K"},
+          {"hidden", Type::integer, "2048", "", "random model hidden_size"},
+          {"intermediate", Type::integer, "5632", "", "random model intermediate_size"},
+          {"heads", Type::integer, "32", "", "random model num_attention_heads"},
+          {"kv-heads", Type::integer, "4", "", "random model num_key_value_heads"},
+          {"layers", Type::integer, "2", "", "random model num_hidden_layers"},
+          {"vocab", Type::integer, "32000", "", "random model vocab_size"},
+          {"seq", Type::integer, "2048", "", "random model tokens per row"},
+          {"batch", Type::integer, "1", "", "random model rows per step"},
+          {"steps", Type::integer, "3", "", "timed steps per model (the first is a warm-up when > 1)"},
+          {"wbits", Type::integer, "4", "", "weight bits of the fake-quant proxy (per-row symmetric)"},
+          {"lr", Type::real, "1.5", "", "Cayley SGD learning rate (constant)"},
+          {"momentum", Type::real, "0.9", "", "Cayley SGD momentum"},
+          {"dtype", Type::text, "f32", "", "training dtype: f32 or bf16"},
+          {"recompute", Type::boolean, "false", "", "per-layer recomputation in backward (spintrain --recompute)"},
+          {"device", Type::text, "cpu", "", "cpu, cuda or auto"},
+          {"threads", Type::integer, "0", "", "CPU threads (0: all cores), also given to the baseline"},
+          {"gemm-size", Type::integer, "4096", "", "square GEMM size for the peak (0: skip)"},
+          {"gemm-reps", Type::integer, "3", "", "GEMM repetitions (best counts)"},
+          {"baseline", Type::text, "", "", "baseline script (empty: no baseline)"},
+          {"python", Type::text, "/usr/bin/python3", "", "python interpreter for the baseline"},
+          {"seed", Type::integer, "0", "", "seed of weights, ids and rotations"},
+          {"profile", Type::text, "", "", "write a chrome trace of each model's last step to PREFIX.<model>.json  (summarise with experiments/profile_summary.py)"},
+          {"out", Type::text, "", "", "also write the JSON to this file"},
+          {"save-random", Type::text, "", "", "only write the random model to DIR (float32 checkpoint) and --batch rows of its  token ids to DIR-calib.h5, for spintrain runs at benchmark shapes"},
+      }};
+  return cli::tool_main(argc, argv, program, [](const cli::Values& a) {
+        if (!a.text("save-random").empty()) {
+      const fs::path dir = a.text("save-random");
+      const int64_t seq = a.integer("seq");
+      const json config = random_llama_json(a.integer("hidden"), a.integer("intermediate"),
+                                            a.integer("heads"), a.integer("kv-heads"),
+                                            a.integer("layers"), a.integer("vocab"), seq);
       const ModelConfig c = parse_model_config(config, "spin-bench random model");
-      const uint64_t seed = a["seed"].as<uint64_t>();
+      const uint64_t seed = uint64_t(a.integer("seed"));
       SaveOptions so;
       so.config_json = config;
       so.dtype = torch::kFloat32;
@@ -403,37 +404,36 @@ int main(int argc, char** argv) {
       auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + 7);
       const std::string calib = dir.string() + "-calib.h5";
       data::write_token_ids(calib,
-                            at::randint(c.vocab_size, {a["batch"].as<int64_t>(), seq}, gen, torch::kInt64),
+                            at::randint(c.vocab_size, {a.integer("batch"), seq}, gen, torch::kInt64),
                             {{"source", "spin-bench --save-random: uniform random token ids"}});
       std::cerr << "wrote " << dir.string() << " and " << calib << std::endl;
       return 0;
     }
     Settings s;
-    s.dtype = cli::parse_dtype(a["dtype"].as<std::string>());
-    s.recompute = a.count("recompute") > 0;
+    s.dtype = cli::parse_dtype(a.text("dtype"));
+    s.recompute = a.flag("recompute");
     SPIN_CHECK(s.dtype != torch::kFloat64, "spin-bench: --dtype must be f32 or bf16");
-    s.device = cli::parse_device(a["device"].as<std::string>());
-    s.weight.bits = a["wbits"].as<int>();
-    s.lr = a["lr"].as<double>();
-    s.momentum = a["momentum"].as<double>();
-    s.steps = a["steps"].as<int64_t>();
+    s.device = cli::parse_device(a.text("device"));
+    s.weight.bits = int(a.integer("wbits"));
+    s.lr = a.real("lr");
+    s.momentum = a.real("momentum");
+    s.steps = a.integer("steps");
     SPIN_CHECK(s.steps >= 1, "spin-bench: --steps must be at least 1");
-    s.threads = a["threads"].as<int>();
-    s.baseline = a["baseline"].as<std::string>();
-    s.python = a["python"].as<std::string>();
-    s.profile = a["profile"].as<std::string>();
+    s.threads = int(a.integer("threads"));
+    s.baseline = a.text("baseline");
+    s.python = a.text("python");
+    s.profile = a.text("profile");
     const ScratchDir scratch(fs::temp_directory_path() / cat("spin-bench-", getpid()));
     s.work_dir = scratch.path.string();
-    const uint64_t seed = a["seed"].as<uint64_t>();
-    cli::set_threads(s.threads);
+    const uint64_t seed = uint64_t(a.integer("seed"));
     const int64_t runtime_rss = rss_bytes();  // libraries and runtime, before any model is built
 
     json result = {{"threads", at::get_num_threads()}, {"device", s.device.str()}, {"torch", TORCH_VERSION},
                    {"wbits", s.weight.bits}, {"steps", s.steps}, {"runtime_rss_bytes", runtime_rss}};
     json peak = json::object();
-    if (const int64_t n = a["gemm-size"].as<int64_t>(); n > 0) {
+    if (const int64_t n = a.integer("gemm-size"); n > 0) {
       for (auto dt : {torch::kFloat32, torch::kBFloat16}) {
-        peak[dtype_name(dt)] = gemm_gflops(n, dt, s.device, a["gemm-reps"].as<int>());
+        peak[dtype_name(dt)] = gemm_gflops(n, dt, s.device, int(a.integer("gemm-reps")));
         std::cerr << "GEMM " << n << " " << dtype_name(dt) << ": " << peak[dtype_name(dt)].get<double>() << " GFLOP/s"
                   << std::endl;
       }
@@ -446,7 +446,7 @@ int main(int argc, char** argv) {
     rc.seed = seed;
     auto make = [&](const std::string& name, const ModelConfig& c, const ModelWeights& weights, int64_t batch,
                     int64_t seq) {
-      Workload w{name, c, map_weights(c, rotation_base(c, weights, rc),
+      Workload w{name, c, map_weights(c, fold_norms(c, weights, rc.r4),
                                       [&](const torch::Tensor& t) { return t.to(s.device, s.dtype); }),
                  init_rotations(c, rc), {}};
       auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + 7);
@@ -454,22 +454,22 @@ int main(int argc, char** argv) {
       return w;
     };
     json models = json::array();
-    std::stringstream list(a["models"].as<std::string>());
+    std::stringstream list(a.text("models"));
     for (std::string m; std::getline(list, m, ',');) {
       if (m == "stories") {
         const Workload w = [&] {
-          const Checkpoint ck = load_checkpoint(a["stories"].as<std::string>());
-          return make("stories260K", ck.config, ck.weights, a["stories-batch"].as<int64_t>(),
-                      a["stories-seq"].as<int64_t>());
+          const Checkpoint ck = load_checkpoint(a.text("stories"));
+          return make("stories260K", ck.config, ck.weights, a.integer("stories-batch"),
+                      a.integer("stories-seq"));
         }();
         models.push_back(bench_workload(w, s, peak));
       } else if (m == "random") {
-        const int64_t seq = a["seq"].as<int64_t>();
+        const int64_t seq = a.integer("seq");
         const ModelConfig c = parse_model_config(
-            random_llama_json(a["hidden"].as<int64_t>(), a["intermediate"].as<int64_t>(), a["heads"].as<int64_t>(),
-                              a["kv-heads"].as<int64_t>(), a["layers"].as<int64_t>(), a["vocab"].as<int64_t>(), seq),
+            random_llama_json(a.integer("hidden"), a.integer("intermediate"), a.integer("heads"),
+                              a.integer("kv-heads"), a.integer("layers"), a.integer("vocab"), seq),
             "spin-bench random model");
-        const Workload w = make("random-llama", c, random_weights(c, seed), a["batch"].as<int64_t>(), seq);
+        const Workload w = make("random-llama", c, random_weights(c, seed), a.integer("batch"), seq);
         models.push_back(bench_workload(w, s, peak));
       } else {
         fail("spin-bench: --models: unknown model '", m, "' (expected stories or random)");
@@ -477,7 +477,7 @@ int main(int argc, char** argv) {
     }
     result["models"] = models;
     const std::string text = result.dump(2) + "\n";
-    if (const std::string out = a["out"].as<std::string>(); !out.empty()) write_text_atomic(out, text);
+    if (const std::string out = a.text("out"); !out.empty()) write_text_atomic(out, text);
     std::cout << text;
     return 0;
   });

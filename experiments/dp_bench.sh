@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Data-parallel spintrain, 1 process x 2 threads vs 2 processes x 1 thread on stories260K (issue 9):
+# Data-parallel spintrain, 1 process x 2 threads vs 2 processes x 1 thread on stories260K:
 # same global batch (8 rows x 512 tokens), KL loss, W4 per row, 12 steps; mean step seconds and
 # tokens/s over steps 3..12 from each run's log, peak RSS from /usr/bin/time (largest process).
 # usage: experiments/dp_bench.sh [OUT_DIR]   (default /tmp/dp_bench)

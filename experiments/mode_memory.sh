@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Peak memory and time of the training phase per mode on the realistic benchmark shapes (issue 11):
+# Peak memory and time of the training phase per mode on the realistic benchmark shapes:
 # a random Llama (hidden 2048, intermediate 5632, 32 heads, 4 KV heads, vocab 32000, LAYERS layers),
 # 2 calibration rows of 2048 tokens, batch 1, W4 per row, 2 steps (per layer for block-wise).
 # Prints one line per mode from spintrain_results.json (train_seconds, train_peak_rss_bytes).
@@ -23,4 +23,4 @@ run e2e-quant-grad-ste --quant-grad ste
 run e2e-scales --smooth --learn-clip
 run e2e-scales-recompute --smooth --learn-clip --recompute
 run blockwise-scales --mode blockwise --smooth --learn-clip
-run adapt-3-steps --mode adapt --adapt-steps 3  # ~28 s per R1 alternation at hidden 2048 (float64)
+run adapt-3-steps --mode adapt --adapt-steps 3  # each R1 alternation is a float64 SVD at hidden 2048

@@ -19,7 +19,7 @@
 #include "optim/hybrid.h"
 #include "src/io/atomic_file.h"
 #include "src/base/check.h"
-#include "src/cli/flags.h"
+#include "src/cli/main.h"
 
 using namespace spin;
 namespace so = spin::optim;
@@ -211,57 +211,57 @@ void run(const Problem& p, const std::string& name, const RunOptions& ro, std::o
 
 }  // namespace
 
+using cli::Type;
+
 int main(int argc, char** argv) {
-  return cli::guarded_main([&] {
-    cxxopts::Options o("spin-stiefel-bench", "Stiefel optimizers on Procrustes / Brockett problems from HDF5, JSON lines out");
-    o.add_options()
-        ("problem", "HDF5 problem file (datasets A, B, optional R0)", cxxopts::value<std::string>())
-        ("make-problem", "write a random problem to this HDF5 file and exit", cxxopts::value<std::string>())
-        ("mode", "procrustes or brockett", cxxopts::value<std::string>()->default_value("procrustes"))
-        ("size", "--make-problem: matrix size n", cxxopts::value<int64_t>()->default_value("64"))
-        ("det-flip", "--make-problem (procrustes): det of the unconstrained optimum is -det R0")
-        ("seed", "--make-problem: random seed", cxxopts::value<int64_t>()->default_value("0"))
-        ("optimizers", "comma-separated: cayley_sgd, cayley_adam, qr_sgd, cayley_exact",
-         cxxopts::value<std::string>()->default_value("cayley_sgd,cayley_adam,qr_sgd,cayley_exact"))
-        ("steps", "maximum optimizer steps", cxxopts::value<int64_t>()->default_value("500"))
-        ("max-seconds", "stop an optimizer after this much optimizer time", cxxopts::value<double>()->default_value("1e9"))
-        ("lr", "learning rate (Cayley SGD, QR SGD, exact Cayley)", cxxopts::value<double>()->default_value("0.1"))
-        ("adam-lr", "Cayley Adam learning rate", cxxopts::value<double>()->default_value("0.3"))
-        ("schedule", "lr schedule over --steps: constant, linear, cosine or step (to 1% of lr)",
-         cxxopts::value<std::string>()->default_value("constant"))
-        ("momentum", "momentum (Cayley Adam: beta1)", cxxopts::value<double>()->default_value("0.9"))
-        ("beta2", "Cayley Adam beta2", cxxopts::value<double>()->default_value("0.99"))
-        ("iterations", "Cayley fixed-point iterations", cxxopts::value<int>()->default_value("5"))
-        ("target", "relative error whose first crossing is reported", cxxopts::value<double>()->default_value("1e-3"))
-        ("dtype", "f32 or f64", cxxopts::value<std::string>()->default_value("f32"))
-        ("log-every", "write a progress line every k steps", cxxopts::value<int>()->default_value("10"))
-        ("threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
-        ("output", "write the JSON lines to this file (atomically) instead of stdout", cxxopts::value<std::string>());
-    auto r = cli::parse(o, argc, argv);
-    cli::set_threads(r["threads"].as<int>());
-    std::string mode = r["mode"].as<std::string>();
-    if (r.count("make-problem")) {
-      make_problem(r["make-problem"].as<std::string>(), mode, r["size"].as<int64_t>(), r.count("det-flip") > 0, r["seed"].as<int64_t>());
+  const cli::Program program{
+      "spin-stiefel-bench", "Stiefel optimizers on Procrustes / Brockett problems from HDF5, JSON lines out",
+      std::vector<cli::Option>{
+          {"problem", Type::text, "", "", "HDF5 problem file (datasets A, B, optional R0)"},
+          {"make-problem", Type::text, "", "", "write a random problem to this HDF5 file and exit"},
+          {"mode", Type::text, "procrustes", "", "procrustes or brockett"},
+          {"size", Type::integer, "64", "", "--make-problem: matrix size n"},
+          {"det-flip", Type::boolean, "false", "", "--make-problem (procrustes): det of the unconstrained optimum is -det R0"},
+          {"seed", Type::integer, "0", "", "--make-problem: random seed"},
+          {"optimizers", Type::text, "cayley_sgd,cayley_adam,qr_sgd,cayley_exact", "", "comma-separated: cayley_sgd, cayley_adam, qr_sgd, cayley_exact"},
+          {"steps", Type::integer, "500", "", "maximum optimizer steps"},
+          {"max-seconds", Type::real, "1e9", "", "stop an optimizer after this much optimizer time"},
+          {"lr", Type::real, "0.1", "", "learning rate (Cayley SGD, QR SGD, exact Cayley)"},
+          {"adam-lr", Type::real, "0.3", "", "Cayley Adam learning rate"},
+          {"schedule", Type::text, "constant", "", "lr schedule over --steps: constant, linear, cosine or step (to 1% of lr)"},
+          {"momentum", Type::real, "0.9", "", "momentum (Cayley Adam: beta1)"},
+          {"beta2", Type::real, "0.99", "", "Cayley Adam beta2"},
+          {"iterations", Type::integer, "5", "", "Cayley fixed-point iterations"},
+          {"target", Type::real, "1e-3", "", "relative error whose first crossing is reported"},
+          {"dtype", Type::text, "f32", "", "f32 or f64"},
+          {"log-every", Type::integer, "10", "", "write a progress line every k steps"},
+          {"threads", Type::integer, "0", "", "CPU threads (0: all cores)"},
+          {"output", Type::text, "", "", "write the JSON lines to this file (atomically) instead of stdout"},
+      }};
+  return cli::tool_main(argc, argv, program, [](const cli::Values& r) {
+    std::string mode = r.text("mode");
+    if (!r.text("make-problem").empty()) {
+      make_problem(r.text("make-problem"), mode, r.integer("size"), r.flag("det-flip"), r.integer("seed"));
       return 0;
     }
-    SPIN_CHECK(r.count("problem"), "spin-stiefel-bench: --problem or --make-problem is required (see --help)");
+    SPIN_CHECK(!r.text("problem").empty(), "spin-stiefel-bench: --problem or --make-problem is required (see --help)");
     so::LrSchedule schedule;
-    schedule.kind = so::parse_schedule_kind(r["schedule"].as<std::string>(), "--schedule");
-    schedule.total_steps = r["steps"].as<int64_t>();
+    schedule.kind = so::parse_schedule_kind(r.text("schedule"), "--schedule");
+    schedule.total_steps = r.integer("steps");
     schedule.min_factor = 0.01;
     schedule.step_size = std::max<int64_t>(1, schedule.total_steps / 3);
     schedule.validate();
-    RunOptions ro{r["steps"].as<int64_t>(), r["lr"].as<double>(), r["adam-lr"].as<double>(), r["momentum"].as<double>(),
-                  r["beta2"].as<double>(), r["target"].as<double>(), r["max-seconds"].as<double>(), r["iterations"].as<int>(),
-                  r["log-every"].as<int>(), cli::parse_dtype(r["dtype"].as<std::string>()), schedule};
+    RunOptions ro{r.integer("steps"), r.real("lr"), r.real("adam-lr"), r.real("momentum"),
+                  r.real("beta2"), r.real("target"), r.real("max-seconds"), int(r.integer("iterations")),
+                  int(r.integer("log-every")), cli::parse_dtype(r.text("dtype")), schedule};
     SPIN_CHECK(ro.dtype == torch::kFloat32 || ro.dtype == torch::kFloat64, "--dtype: expected f32 or f64");
     SPIN_CHECK(ro.log_every >= 1, "--log-every: expected >= 1, got ", ro.log_every);
-    Problem p = load_problem(r["problem"].as<std::string>(), mode);
+    Problem p = load_problem(r.text("problem"), mode);
     std::ostringstream buffer;
-    std::ostream& out = r.count("output") ? buffer : std::cout;
-    std::stringstream names(r["optimizers"].as<std::string>());
+    std::ostream& out = !r.text("output").empty() ? buffer : std::cout;
+    std::stringstream names(r.text("optimizers"));
     for (std::string name; std::getline(names, name, ',');) run(p, name, ro, out);
-    if (r.count("output")) write_text_atomic(r["output"].as<std::string>(), buffer.str());
+    if (!r.text("output").empty()) write_text_atomic(r.text("output"), buffer.str());
     return 0;
   });
 }

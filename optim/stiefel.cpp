@@ -91,4 +91,9 @@ double orthogonality_error(const torch::Tensor& R) {
   return (Rd.t().mm(Rd) - I).abs().max().item<double>();
 }
 
+torch::Tensor nearest_orthogonal(const torch::Tensor& R) {
+  auto [u, s, vh] = torch::linalg::svd(R.detach().to(torch::kCPU, torch::kFloat64), false, c10::nullopt);
+  return u.matmul(vh);
+}
+
 }  // namespace spin::optim

@@ -70,6 +70,10 @@ double step_size(const torch::Tensor& W, double lr, const RetractionOptions& opt
 // 2^-23 for float32, 2^-52 for float64.
 double machine_epsilon(torch::ScalarType dtype);
 
+// The orthogonal matrix nearest to R [n,n] in the Frobenius norm: the polar factor U·Vᵀ of its SVD,
+// float64 on the CPU. Removes the float32 drift of a learned rotation before it is fused and saved.
+torch::Tensor nearest_orthogonal(const torch::Tensor& R);
+
 // max |R^T R - I| for R [n,p], computed in float64 so that it measures the stored matrix and
 // not the rounding of the product.
 double orthogonality_error(const torch::Tensor& R);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # AddressSanitizer + UndefinedBehaviorSanitizer run of the parser, data, optimizer and reliability
-# unit tests (issue 10): configures <build-dir> (default <repo>/build-asan) with -DSPIN_SANITIZE=ON,
+# unit tests: configures <build-dir> (default <repo>/build-asan) with -DSPIN_SANITIZE=ON,
 # builds those test binaries and the tools they call, and runs them through ctest. Any sanitizer
 # report fails the run. Usage: scripts/sanitize.sh [build-dir]; SPIN_JOBS sets build parallelism.
 set -euo pipefail

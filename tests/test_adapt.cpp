@@ -11,6 +11,7 @@
 #include "src/train/adapt.h"
 #include "src/base/check.h"
 #include "src/rotation/format.h"
+#include "src/rotation/fusion.h"
 #include "src/rotation/init.h"
 #include "tests/test_util.h"
 
@@ -70,7 +71,7 @@ struct Adapt : ::testing::Test {
     rc.seed = 0;
     return rc;
   }
-  static ModelWeights base(const Setting& s) { return rotation_base(config(), ck->weights, rotation_config(s)); }
+  static ModelWeights base(const Setting& s) { return fold_norms(config(), ck->weights, rotation_config(s).r4); }
   static Rotations init(const Setting& s) { return init_rotations(config(), rotation_config(s)); }
   static AdaptResult adapt(const Setting& s, const AdaptOptions& o, const torch::Tensor& calib_ids,
                            const Rotations& start) {
@@ -102,9 +103,13 @@ std::vector<double> independent_objectives(const ModelConfig& c, const ModelWeig
     const LayerWeights& L = w.layers[l];
     double& r1 = e[0];
     double& r2 = e[1 + l];
-    const torch::Tensor h = rms_norm(x, L.input_layernorm, c.rms_norm_eps);
-    const torch::Tensor heads = attention_heads(c, L, h, float_model);
-    const torch::Tensor mlp_in = rms_norm(x + F::linear(heads, L.o_proj), L.post_attention_layernorm, c.rms_norm_eps);
+    torch::Tensor h, heads, mlp_in;  // the linear inputs of the float layer
+    torch::Tensor next = decoder_layer(c, L, x, float_model, [&](LinearInput in, const torch::Tensor& t) {
+      if (in == LinearInput::attn_in) h = t;
+      if (in == LinearInput::attn_heads) heads = t;
+      if (in == LinearInput::mlp_in) mlp_in = t;
+      return true;
+    });
     if (act.enabled()) {
       r1 += relative_error(h, act) + relative_error(mlp_in, act);
       r2 += relative_error(heads, act);  // [B, T, nh·hd]: per token over every head
@@ -116,7 +121,7 @@ std::vector<double> independent_objectives(const ModelConfig& c, const ModelWeig
         r1 += relative_error(t, weight);
       r2 += relative_error(L.v_proj, weight) + relative_error(L.o_proj, weight);
     }
-    x = decoder_layer(c, L, x, float_model);
+    x = next;
   }
   return e;
 }

@@ -1,5 +1,8 @@
-// RTN fake quantization: grid size, error bound, groups (incl. a short last group), STE gradient.
+// RTN fake quantization: grid size, error bound, groups (incl. a short last group), STE gradient, and
+// the gradients of the scale-aware and learned-clip quantizer against float64 and autograd references.
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 #include "src/kernels/fake_quant.h"
 
@@ -59,6 +62,124 @@ TEST(FakeQuant, StraightThroughGradientIsIdentity) {
 TEST(FakeQuant, Bf16StaysBf16) {
   torch::Tensor x = torch::randn({2, 64}).to(torch::kBFloat16);
   EXPECT_EQ(fake_quant(x, {4, 0, true, 1.0}).scalar_type(), torch::kBFloat16);
+}
+
+double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+// Learned clip ratios: the value is RTN with each row's ratio, the gradient to x is the identity and
+// the gradient to the ratio is LSQ's, recomputed here element by element in float64.
+TEST(FakeQuant, LearnedClipValueAndGradient) {
+  torch::manual_seed(1);
+  for (bool asym : {false, true}) {
+    const QuantSpec spec{4, 16, asym, 1.0};
+    const int64_t rows = 5, n = 40;  // groups 16, 16, 8
+    torch::Tensor x = torch::randn({rows, n}).requires_grad_(true);
+    torch::Tensor clip = (0.6 + 0.4 * torch::rand({rows})).requires_grad_(true);
+    torch::Tensor upstream = torch::randn({rows, n});
+    torch::Tensor y = fake_quant(x, spec, clip);
+    (y * upstream).sum().backward();
+    EXPECT_TRUE(torch::equal(x.grad(), upstream)) << "straight-through to x";
+
+    const double qmax = asym ? 15 : 7;
+    for (int64_t r = 0; r < rows; ++r) {
+      const double c = clip[r].item<float>();
+      QuantSpec fixed = spec;
+      fixed.clip = c;
+      EXPECT_TRUE(torch::equal(y[r].detach(), fake_quant(x[r].detach(), fixed))) << "row " << r;
+      double grad = 0;
+      for (int64_t g0 = 0; g0 < n; g0 += 16) {
+        const int64_t len = std::min<int64_t>(16, n - g0);
+        torch::Tensor xs = x.detach()[r].narrow(0, g0, len).to(torch::kFloat64);
+        torch::Tensor up = upstream[r].narrow(0, g0, len).to(torch::kFloat64);
+        double scale, dscale, zero = 0, lo_code = -qmax - 1, hi_code = qmax;
+        if (asym) {
+          const double lo = std::min(xs.min().item<double>(), 0.0), hi = std::max(xs.max().item<double>(), 0.0);
+          dscale = (hi - lo) / qmax;
+          scale = c * dscale;
+          zero = std::round(-c * lo / scale);
+          lo_code = 0;
+          hi_code = qmax;
+        } else {
+          dscale = xs.abs().max().item<double>() / qmax;
+          scale = c * dscale;
+        }
+        for (int64_t k = 0; k < len; ++k) {
+          const double u = xs[k].item<double>() / scale, code = std::round(u) + zero;
+          // d(scale·(clamp(round(u) + zero) − zero))/d scale with round straight-through
+          const double d = code < lo_code ? lo_code - zero : code > hi_code ? hi_code - zero : std::round(u) - u;
+          grad += up[k].item<double>() * d * dscale;
+        }
+      }
+      EXPECT_NEAR(clip.grad()[r].item<double>(), grad, 1e-4 * (1 + std::abs(grad))) << "asym " << asym << " row " << r;
+    }
+  }
+}
+
+// An autograd reference of RTN with the scale differentiated (round straight-through), one group per row.
+torch::Tensor autograd_rtn(const torch::Tensor& x, int bits, bool asym, const torch::Tensor& clip) {
+  auto round_ste = [](const torch::Tensor& u) { return u + (u.round() - u).detach(); };
+  if (!asym) {
+    const double qmax = std::pow(2.0, bits - 1) - 1;
+    torch::Tensor s = x.abs().amax(-1, true) * clip / qmax;
+    return torch::clamp(round_ste(x / s), -qmax - 1, qmax) * s;
+  }
+  const double qmax = std::pow(2.0, bits) - 1;
+  torch::Tensor lo = x.amin(-1, true).clamp_max(0) * clip, hi = x.amax(-1, true).clamp_min(0) * clip;
+  torch::Tensor s = (hi - lo) / qmax, zero = torch::round(-lo / s).detach();
+  return (torch::clamp(round_ste(x / s) + zero, 0, qmax) - zero) * s;
+}
+
+// The custom backward (which keeps only x and clip) gives the gradients autograd computes through the
+// reference above, for x and for learned clip ratios, symmetric and asymmetric.
+TEST(FakeQuant, ScaleGradientMatchesAutogradReference) {
+  torch::manual_seed(3);
+  for (bool asym : {false, true}) {
+    QuantSpec spec{3, 0, asym, 1.0};
+    spec.scale_grad = true;
+    torch::Tensor x = torch::randn({6, 24}, torch::kFloat64).requires_grad_(true);
+    torch::Tensor clip = (0.7 + 0.3 * torch::rand({6}, torch::kFloat64)).requires_grad_(true);
+    torch::Tensor upstream = torch::randn({6, 24}, torch::kFloat64);
+    (fake_quant(x, spec, clip) * upstream).sum().backward();
+    torch::Tensor xr = x.detach().clone().requires_grad_(true), cr = clip.detach().to(torch::kFloat32).to(torch::kFloat64).requires_grad_(true);
+    (autograd_rtn(xr, 3, asym, cr.unsqueeze(1)) * upstream).sum().backward();
+    EXPECT_LT(max_diff(x.grad(), xr.grad()), 1e-4) << "asym " << asym;
+    EXPECT_LT(max_diff(clip.grad(), cr.grad()), 1e-3 * (1 + cr.grad().abs().max().item<double>())) << "asym " << asym;
+  }
+}
+
+// --quant-grad scale (symmetric): the gradient of x adds, to the straight-through identity inside the
+// range, the path through the scale s = clip·max|x|/qmax, which only the group's max-|x| element feeds:
+//   ∂L/∂x_j = g_j·[j inside] + [j = argmax] · sign(x_j)·clip/qmax · Σ_k g_k·∂deq_k/∂s.
+TEST(FakeQuant, ScaleGradientFollowsTheScale) {
+  torch::manual_seed(2);
+  QuantSpec spec{4, 8, false, 0.9};
+  spec.scale_grad = true;
+  const double qmax = 7, c = float(0.9);
+  torch::Tensor x = torch::randn({3, 16}, torch::kFloat64).requires_grad_(true);
+  torch::Tensor upstream = torch::randn({3, 16}, torch::kFloat64);
+  torch::Tensor y = fake_quant(x, spec);
+  QuantSpec plain = spec;
+  plain.scale_grad = false;
+  EXPECT_LT(max_diff(y.detach(), fake_quant(x.detach(), plain)), 1e-6) << "same value as without scale_grad";
+  (y * upstream).sum().backward();
+  torch::Tensor xd = x.detach();
+  for (int64_t r = 0; r < 3; ++r)
+    for (int64_t g0 = 0; g0 < 16; g0 += 8) {
+      torch::Tensor xs = xd[r].narrow(0, g0, 8), up = upstream[r].narrow(0, g0, 8);
+      const int64_t arg = xs.abs().argmax().item<int64_t>();
+      const double s = c * xs.abs().max().item<double>() / qmax;
+      double ds_sum = 0;
+      std::vector<double> expected(8);
+      for (int64_t k = 0; k < 8; ++k) {
+        const double u = xs[k].item<double>() / s, code = std::round(u);
+        const bool inside = code >= -qmax - 1 && code <= qmax;
+        ds_sum += up[k].item<double>() * (inside ? code - u : std::clamp(code, -qmax - 1, qmax));
+        expected[k] = inside ? up[k].item<double>() : 0;
+      }
+      expected[arg] += (xs[arg].item<double>() > 0 ? 1 : -1) * c / qmax * ds_sum;
+      for (int64_t k = 0; k < 8; ++k)
+        EXPECT_NEAR(x.grad()[r][g0 + k].item<double>(), expected[k], 1e-5) << "row " << r << " element " << g0 + k;
+    }
 }
 
 }  // namespace

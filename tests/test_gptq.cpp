@@ -238,26 +238,41 @@ TEST(GptqFormat, BadShapesNameTheTensor) {
   EXPECT_THROW(unpack_gptq(p, 4, 8, 16, "w"), Error);
 }
 
-TEST(GptqModel, DecoderLayersReproduceTheForward) {
+TEST(GptqModel, DecoderLayerTapSeesEveryLinearInputAndCanStop) {
   LoadedModel m = load_model(test::asset("models/stories260K"));
   const ModelConfig& c = m.checkpoint.config;
   ModelWeights w = map_weights(c, m.checkpoint.weights, [](const torch::Tensor& t) { return t.to(torch::kFloat64); });
   torch::manual_seed(13);
   torch::Tensor ids = torch::randint(c.vocab_size, {2, 24}, torch::kLong);
+  const std::vector<LinearInput> order = {LinearInput::attn_in, LinearInput::attn_heads, LinearInput::mlp_in,
+                                          LinearInput::mlp_hidden};
   for (bool r : {false, true}) {
-    ForwardOptions fo;
-    fo.r3 = fo.r4 = r;
-    torch::Tensor x = torch::nn::functional::embedding(ids, w.embed_tokens);
-    int captured = 0;
-    for (const LayerWeights& L : w.layers)
-      x = decoder_layer(c, L, x, r, r, [&](LinearInput which, const torch::Tensor& t) {
-        ++captured;
-        if (which == LinearInput::kDown) {
-          EXPECT_EQ(t.size(-1), c.intermediate_size);
-        }
+    const ForwardOptions fo = online_hadamards(r, r);
+    torch::Tensor x = embed(w, ids);
+    std::vector<LinearInput> seen;
+    for (const LayerWeights& L : w.layers) {
+      // Stopping at each input leaves the layer's output undefined and sees the inputs up to it.
+      for (size_t stop = 0; stop < order.size(); ++stop) {
+        size_t calls = 0;
+        const torch::Tensor none = decoder_layer(c, L, x, fo, [&](LinearInput in, const torch::Tensor&) {
+          ++calls;
+          return in != order[stop];
+        });
+        EXPECT_FALSE(none.defined());
+        EXPECT_EQ(calls, stop + 1);
+      }
+      x = decoder_layer(c, L, x, fo, [&](LinearInput in, const torch::Tensor& t) {
+        seen.push_back(in);
+        const Linear* reader = nullptr;
+        for (const Linear& l : layer_linears())
+          if (l.input == in) reader = &l;
+        EXPECT_EQ(t.size(-1), size_of(c, reader->in));
+        return true;
       });
+    }
+    ASSERT_EQ(seen.size(), 4 * size_t(c.num_hidden_layers));
+    for (size_t k = 0; k < seen.size(); ++k) EXPECT_EQ(seen[k], order[k % 4]);
     x = x * torch::rsqrt(x.pow(2).mean(-1, true) + c.rms_norm_eps) * w.norm;
-    EXPECT_EQ(captured, 4 * c.num_hidden_layers);
     EXPECT_LT((x - forward_hidden(c, w, ids, fo)).abs().max().item<double>(), 1e-10) << "r3/r4 " << r;
   }
 }
@@ -297,7 +312,7 @@ TEST(GptqModel, EndToEndBeatsRtnOnStories260K) {
   ASSERT_EQ(pn.size(), fn.size());
   for (size_t k = 0; k < pn.size(); ++k) {
     ASSERT_EQ(pn[k].first, fn[k].first);
-    if (is_quantized_linear(pn[k].first)) {
+    if (find_linear(pn[k].first)) {
       EXPECT_TRUE(torch::equal(pn[k].second, fn[k].second)) << pn[k].first;
       // 4-bit sym per row: at most 16 distinct values per row.
       EXPECT_LE(std::get<0>(torch::_unique(pn[k].second[0])).numel(), 16) << pn[k].first;

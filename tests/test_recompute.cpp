@@ -7,6 +7,7 @@
 #include "src/quant/quantize_weights.h"
 #include "src/model/recompute.h"
 #include "src/rotation/format.h"
+#include "src/rotation/fusion.h"
 #include "tests/test_util.h"
 
 using namespace spin;
@@ -22,8 +23,8 @@ Grads run(bool recompute, torch::ScalarType dtype) {
   const Checkpoint ck = load_checkpoint(test::asset("models/stories260K"));
   const ModelConfig& c = ck.config;
   RotationConfig rc = RotationConfig::parse_list("r1,r2,r3,r4", "test");
-  rc.init = "random-hadamard";
-  const ModelWeights base = map_weights(c, rotation_base(c, ck.weights, rc), [&](const torch::Tensor& t) { return t.to(dtype); });
+  rc.init = RotationInit::random_hadamard;
+  const ModelWeights base = map_weights(c, fold_norms(c, ck.weights, rc.r4), [&](const torch::Tensor& t) { return t.to(dtype); });
   const Rotations init = init_rotations(c, rc);
   Rotations p;
   std::vector<torch::Tensor> leaves;

@@ -1,4 +1,4 @@
-// Hostile-input corpus (issue 10): every case of tests/corpus/hostile_inputs.h must be rejected
+// Hostile-input corpus: every case of tests/corpus/hostile_inputs.h must be rejected
 //   - in-process: load_model + data::load_calib throw a spin::Error whose message is one line naming
 //     the culprit file and containing the expected fragments (and nothing else is thrown);
 //   - through the real tool: spin-eval exits with status 1 (not a signal, not a hang) and prints
@@ -92,7 +92,7 @@ TEST_F(Corpus, LoadersThrowOneLineErrorNamingTheFile) {
 }
 
 TEST_F(Corpus, SpinEvalExitsWithOneLineError) {
-  // Four processes at a time: each spends ~0.5 s just loading LibTorch.
+  // Four processes at a time: each spends most of its time loading LibTorch.
   struct Run {
     int rc = 0;
     std::vector<std::string> lines;

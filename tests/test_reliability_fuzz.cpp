@@ -1,4 +1,4 @@
-// Mutation fuzzing of every input parser (issue 10), in-process and seeded.
+// Mutation fuzzing of every input parser, in-process and seeded.
 //
 // Each target takes one valid file (safetensors, HDF5 token file, config.json, index.json), applies
 // seeded random mutations (bits flipped, bytes overwritten with boundary values, cut, extended, ranges

@@ -9,6 +9,7 @@
 #include "src/model/evaluate.h"
 #include "src/quant/quantize_weights.h"
 #include "src/rotation/format.h"
+#include "src/rotation/fusion.h"
 #include "src/io/safetensors.h"
 #include "tests/test_util.h"
 
@@ -60,9 +61,9 @@ TEST_F(Rotated, FloatLogitsUnchangedForEveryInitAndSubset) {
   for (const std::string init : {"hadamard", "random-hadamard", "random", "identity"}) {
     for (const std::string subset : {"r1", "r2", "r3", "r4", "r1,r2", "r1,r2,r3,r4"}) {
       RotationConfig rc = RotationConfig::parse_list(subset, "test");
-      rc.init = init;
+      rc.init = parse_rotation_init(init);
       rc.seed = 7;
-      const ModelWeights w = rotate_weights(c, rotation_base(c, ck->weights, rc), init_rotations(c, rc));
+      const ModelWeights w = rotate_weights(c, fold_norms(c, ck->weights, rc.r4), init_rotations(c, rc));
       ForwardOptions o;
       o.r3 = rc.r3;
       o.r4 = rc.r4;
@@ -77,9 +78,9 @@ TEST_F(Rotated, FloatLogitsUnchangedForEveryInitAndSubset) {
 TEST_F(Rotated, OnlineR1MatchesFusedR1) {
   const ModelConfig& c = ck->config;
   RotationConfig rc = RotationConfig::parse_list("r1,r2", "test");
-  rc.init = "random";
+  rc.init = RotationInit::random;
   rc.seed = 3;
-  const ModelWeights base = rotation_base(c, ck->weights, rc);
+  const ModelWeights base = fold_norms(c, ck->weights, rc.r4);
   const Rotations r = init_rotations(c, rc);
   const ModelWeights fused = rotate_weights(c, base, r), online = rotate_weights(c, base, r, EmbeddingR1::online);
   ASSERT_TRUE(online.r1_online.defined());
@@ -107,10 +108,10 @@ TEST_F(Rotated, OnlineR1MatchesFusedR1) {
 TEST_F(Rotated, TransposedRotationIsCaught) {
   const ModelConfig& c = ck->config;
   RotationConfig rc = RotationConfig::parse_list("r1", "test");
-  rc.init = "random-hadamard";
+  rc.init = RotationInit::random_hadamard;
   Rotations r = init_rotations(c, rc);
   r.r1 = r.r1.t().contiguous();
-  ModelWeights base = rotation_base(c, ck->weights, rc);
+  ModelWeights base = fold_norms(c, ck->weights, rc.r4);
   ModelWeights good = rotate_weights(c, base, r);
   // Mix: consumers with R, producers with R (instead of Rᵀ).
   ModelWeights bad = good;
@@ -129,7 +130,7 @@ TEST_F(Rotated, SeedsGiveDifferentQuantizedWeights) {
   for (uint64_t seed : {1, 2}) {
     RotationConfig rc = RotationConfig::parse_list("r1", "test");
     rc.seed = seed;
-    ModelWeights w = fake_quant_weights(rotate_weights(c, rotation_base(c, ck->weights, rc), init_rotations(c, rc)),
+    ModelWeights w = fake_quant_weights(rotate_weights(c, fold_norms(c, ck->weights, rc.r4), init_rotations(c, rc)),
                                         QuantSpec{4, 0, false, 1.0});
     // Undo the rotation of the consumer: W_q·R1ᵀ is the quantized weight seen in the original basis.
     q.push_back(w.layers[0].q_proj.matmul(init_rotations(c, rc).r1.t()));

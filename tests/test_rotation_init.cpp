@@ -8,14 +8,14 @@
 namespace spin {
 namespace {
 
-const RotationInit kAll[] = {RotationInit::Hadamard, RotationInit::RandomHadamard, RotationInit::Random,
-                             RotationInit::Identity};
+const RotationInit kAll[] = {RotationInit::hadamard, RotationInit::random_hadamard, RotationInit::random,
+                             RotationInit::identity};
 
 double max_abs(const torch::Tensor& t) { return t.abs().max().item<double>(); }
 
 TEST(RotationInit, ParseAndName) {
   for (RotationInit init : kAll) EXPECT_EQ(parse_rotation_init(to_string(init)), init);
-  EXPECT_EQ(parse_rotation_init("random-hadamard"), RotationInit::RandomHadamard);
+  EXPECT_EQ(parse_rotation_init("random-hadamard"), RotationInit::random_hadamard);
   try {
     parse_rotation_init("hadamart");
     FAIL() << "no error";
@@ -37,11 +37,11 @@ TEST(RotationInit, AllInitsAreOrthogonalFloat64) {
       EXPECT_LT(max_abs(r.matmul(r.t()) - torch::eye(n, torch::kFloat64)), 1e-12);
     }
   // Random and Identity need no Hadamard; the Hadamard kinds report the unsupported size.
-  EXPECT_LT(max_abs(make_rotation(RotationInit::Random, 7, 1).t().matmul(make_rotation(RotationInit::Random, 7, 1)) -
+  EXPECT_LT(max_abs(make_rotation(RotationInit::random, 7, 1).t().matmul(make_rotation(RotationInit::random, 7, 1)) -
                     torch::eye(7, torch::kFloat64)),
             1e-12);
-  EXPECT_THROW(make_rotation(RotationInit::RandomHadamard, 188, 1), Error);
-  EXPECT_THROW(make_rotation(RotationInit::Identity, 0, 1), Error);
+  EXPECT_THROW(make_rotation(RotationInit::random_hadamard, 188, 1), Error);
+  EXPECT_THROW(make_rotation(RotationInit::identity, 0, 1), Error);
 }
 
 TEST(RotationInit, DeterministicPerSeedAndIndependentOfTorchRng) {
@@ -54,7 +54,7 @@ TEST(RotationInit, DeterministicPerSeedAndIndependentOfTorchRng) {
     const torch::Tensor b = make_rotation(init, 64, 7);
     EXPECT_TRUE(a.equal(b));
     const torch::Tensor c = make_rotation(init, 64, 8);
-    const bool random = init == RotationInit::RandomHadamard || init == RotationInit::Random;
+    const bool random = init == RotationInit::random_hadamard || init == RotationInit::random;
     EXPECT_EQ(a.equal(c), !random);
   }
   // The generator is std::mt19937_64, whose 10000th output for the default seed 5489 the C++ standard fixes
@@ -78,7 +78,7 @@ TEST(RotationInit, RandomHadamardIsDiagSignsTimesH) {
     SCOPED_TRACE("n = " + std::to_string(n));
     const uint64_t seed = 5;
     const torch::Tensor h = hadamard_matrix(n), s = random_signs(n, seed);
-    const torch::Tensor r = make_rotation(RotationInit::RandomHadamard, n, seed);
+    const torch::Tensor r = make_rotation(RotationInit::random_hadamard, n, seed);
     EXPECT_TRUE(r.equal(torch::diag(s).matmul(h)));
     EXPECT_GT(max_abs(r - h.matmul(torch::diag(s))), 0.1);  // H · diag(s) is a different matrix
     // R Hᵀ = diag(s): x · R flips the signs of x's coordinates, then mixes them.
@@ -104,14 +104,14 @@ TEST(RotationInit, DifferentSeedsGiveDifferentQuantizedWeights) {
   const torch::Tensor wrong1 = dequantized(h.matmul(torch::diag(random_signs(n, 1))));
   const torch::Tensor wrong2 = dequantized(h.matmul(torch::diag(random_signs(n, 2))));
   EXPECT_LT(max_abs(wrong1 - wrong2), 1e-12);
-  const torch::Tensor right1 = dequantized(make_rotation(RotationInit::RandomHadamard, n, 1));
-  const torch::Tensor right2 = dequantized(make_rotation(RotationInit::RandomHadamard, n, 2));
+  const torch::Tensor right1 = dequantized(make_rotation(RotationInit::random_hadamard, n, 1));
+  const torch::Tensor right2 = dequantized(make_rotation(RotationInit::random_hadamard, n, 2));
   EXPECT_GT(max_abs(right1 - right2), 1e-3);
 }
 
 TEST(RotationInit, RandomIsSignFixedQrOfSeededGaussian) {
   for (int64_t n : {5, 64}) {
-    const torch::Tensor q = make_rotation(RotationInit::Random, n, 11);
+    const torch::Tensor q = make_rotation(RotationInit::random, n, 11);
     const torch::Tensor r = q.t().matmul(seeded_gaussian(n, n, 11));  // G = Q R
     EXPECT_LT(max_abs(r.tril(-1)), 1e-10) << "Qᵀ G is not upper triangular";
     EXPECT_GT(r.diagonal().min().item<double>(), 0.0) << "R's diagonal is not positive";

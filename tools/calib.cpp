@@ -16,9 +16,10 @@
 #include "data/hdf5_file.h"
 #include "data/sentencepiece_bpe.h"
 #include "src/base/check.h"
-#include "src/cli/flags.h"
+#include "src/cli/main.h"
 
 using namespace spin;
+using cli::Type;
 namespace fs = std::filesystem;
 
 namespace {
@@ -50,43 +51,42 @@ int decode(const data::SentencePieceBpe& sp, const std::string& path, int64_t ro
 }  // namespace
 
 int main(int argc, char** argv) {
-  return cli::guarded_main([&] {
-    cxxopts::Options o("spin-calib", "Tokenize text files into a calibration HDF5 file (dataset input_ids [rows, seq_len])");
-    o.positional_help("TEXT_FILE...");
-    o.add_options()
-        ("tokenizer", "SentencePiece tokenizer.model", cxxopts::value<std::string>())
-        ("out", "output HDF5 file", cxxopts::value<std::string>())
-        ("seq-len", "tokens per row", cxxopts::value<int64_t>()->default_value("512"))
-        ("rows", "keep the first N rows (-1: all)", cxxopts::value<int64_t>()->default_value("-1"))
-        ("bos", "put BOS before each file's tokens (the default)")
-        ("no-bos", "no BOS")
-        ("eos", "put EOS after each file's tokens")
-        ("shuffle", "permute the rows with --seed before keeping --rows")
-        ("seed", "shuffle seed", cxxopts::value<uint64_t>()->default_value("0"))
-        ("decode", "print the text of the first --rows rows of this HDF5 file instead", cxxopts::value<std::string>())
-        ("files", "text files", cxxopts::value<std::vector<std::string>>());
-    o.parse_positional({"files"});
-    auto r = cli::parse(o, argc, argv);
-    SPIN_CHECK(r.count("tokenizer"), "spin-calib: --tokenizer is required (see --help)");
-    const int64_t rows = r["rows"].as<int64_t>();
+  const cli::Program program{
+      "spin-calib", "Tokenize text files into a calibration HDF5 file (dataset input_ids [rows, seq_len])",
+      std::vector<cli::Option>{
+          {"tokenizer", Type::text, "", "io", "SentencePiece tokenizer.model"},
+          {"out", Type::text, "", "io", "output HDF5 file"},
+          {"seq-len", Type::integer, "512", "io", "tokens per row"},
+          {"rows", Type::integer, "-1", "io", "keep the first N rows (-1: all)"},
+          {"bos", Type::boolean, "true", "io", "put BOS before each file's tokens (the default)"},
+          {"no-bos", Type::boolean, "false", "io", "no BOS"},
+          {"eos", Type::boolean, "false", "io", "put EOS after each file's tokens"},
+          {"shuffle", Type::boolean, "false", "io", "permute the rows with --seed before keeping --rows"},
+          {"seed", Type::integer, "0", "io", "shuffle seed"},
+          {"decode", Type::text, "", "io", "print the text of the first --rows rows of this HDF5 file instead"},
+          {"files", Type::list, "", "io", "text files"},
+      }};
+  return cli::tool_main(argc, argv, program, [](const cli::Values& v) {
+    SPIN_CHECK(!v.text("tokenizer").empty(), "spin-calib: --tokenizer is required (see --help)");
+    const int64_t rows = v.integer("rows");
     SPIN_CHECK(rows == -1 || rows > 0, "spin-calib: --rows must be -1 or positive, got ", rows);
-    const std::string tokenizer = r["tokenizer"].as<std::string>();
+    const std::string tokenizer = v.text("tokenizer");
     const data::SentencePieceBpe sp = load_tokenizer(tokenizer);
-    if (r.count("decode")) {
-      SPIN_CHECK(!r.count("out") && !r.count("files"), "spin-calib: --decode takes no --out and no text files");
-      return decode(sp, r["decode"].as<std::string>(), rows);
+    const std::string out = v.text("out");
+    const auto files = v.list("files");
+    if (!v.text("decode").empty()) {
+      SPIN_CHECK(out.empty() && files.empty(), "spin-calib: --decode takes no --out and no text files");
+      return decode(sp, v.text("decode"), rows);
     }
 
     // ------------------------------------------------------------------ options
-    SPIN_CHECK(r.count("out"), "spin-calib: --out is required (see --help)");
-    SPIN_CHECK(r.count("files"), "spin-calib: no text files given (see --help)");
-    SPIN_CHECK(!(r.count("bos") && r.count("no-bos")), "spin-calib: --bos and --no-bos contradict each other");
-    const std::string out = r["out"].as<std::string>();
-    const auto files = r["files"].as<std::vector<std::string>>();
-    const int64_t seq_len = r["seq-len"].as<int64_t>();
+    SPIN_CHECK(!out.empty(), "spin-calib: --out is required (see --help)");
+    SPIN_CHECK(!files.empty(), "spin-calib: no text files given (see --help)");
+    SPIN_CHECK(!(v.given("bos") && v.flag("bos") && v.flag("no-bos")), "spin-calib: --bos and --no-bos contradict each other");
+    const int64_t seq_len = v.integer("seq-len");
     SPIN_CHECK(seq_len > 0, "spin-calib: --seq-len must be positive, got ", seq_len);
-    const bool bos = !r.count("no-bos"), eos = r.count("eos") > 0, shuffle = r.count("shuffle") > 0;
-    const uint64_t seed = r["seed"].as<uint64_t>();
+    const bool bos = v.flag("bos") && !v.flag("no-bos"), eos = v.flag("eos"), shuffle = v.flag("shuffle");
+    const uint64_t seed = uint64_t(v.integer("seed"));
     SPIN_CHECK(!bos || sp.bos_id() >= 0, "--tokenizer ", tokenizer, ": has no BOS piece; use --no-bos");
     SPIN_CHECK(!eos || sp.eos_id() >= 0, "--tokenizer ", tokenizer, ": has no EOS piece; drop --eos");
 

@@ -1,46 +1,44 @@
 // spin-eval: perplexity / NLL (and KL to a reference model) of a checkpoint on HDF5 token ids,
 // optionally under RTN fake quantization of weights, activations and the KV cache.
 #include <iostream>
+#include <optional>
 
 #include "data/calib_dataset.h"
 #include "src/base/check.h"
-#include "src/cli/flags.h"
+#include "src/cli/main.h"
 #include "src/model/evaluate.h"
 #include "src/quant/quantize_weights.h"
 #include "src/rotation/format.h"
 
 using namespace spin;
+using cli::Type;
 
 int main(int argc, char** argv) {
-  return cli::guarded_main([&] {
-    cxxopts::Options o("spin-eval", "Mean next-token NLL and perplexity of a (rotated) checkpoint on HDF5 token ids");
-    o.add_options()
-        ("model", "model directory (HF layout; a rotated checkpoint's online Hadamards are applied)", cxxopts::value<std::string>())
-        ("data", "HDF5 file with dataset input_ids [N, T]", cxxopts::value<std::string>())
-        ("rows", "evaluate the first N rows (-1: all)", cxxopts::value<int64_t>()->default_value("-1"))
-        ("seq-len", "tokens per row (-1: as stored)", cxxopts::value<int64_t>()->default_value("-1"))
-        ("batch-size", "rows per forward pass", cxxopts::value<int64_t>()->default_value("8"))
-        ("reference", "reference model directory: also report KL(reference || model)", cxxopts::value<std::string>())
-        ("dtype", "compute dtype: f32, bf16 or f64", cxxopts::value<std::string>()->default_value("f32"))
-        ("device", "cpu, cuda or auto", cxxopts::value<std::string>()->default_value("cpu"))
-        ("threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
-        ("json", "print one JSON object instead of text");
-    cli::add_quant_flags(o);
-    auto r = cli::parse(o, argc, argv);
-    SPIN_CHECK(r.count("model") && r.count("data"), "spin-eval: --model and --data are required (see --help)");
-    cli::set_threads(r["threads"].as<int>());
-    const auto dtype = cli::parse_dtype(r["dtype"].as<std::string>());
-    const auto device = cli::parse_device(r["device"].as<std::string>());
-    const cli::QuantFlags q = cli::quant_flags(r);
+  const cli::Program program{
+      "spin-eval", "Mean next-token NLL and perplexity of a (rotated) checkpoint on HDF5 token ids",
+      std::vector<cli::Option>{
+          {"model", Type::text, "", "io", "model directory (HF layout; a rotated checkpoint's online Hadamards are applied)"},
+          {"data", Type::text, "", "io", "HDF5 file with dataset input_ids [N, T]"},
+          {"rows", Type::integer, "-1", "io", "evaluate the first N rows (-1: all)"},
+          {"seq-len", Type::integer, "-1", "io", "tokens per row (-1: as stored)"},
+          {"batch-size", Type::integer, "8", "io", "rows per forward pass"},
+          {"reference", Type::text, "", "io", "reference model directory: also report KL(reference || model)"},
+          {"json", Type::boolean, "false", "io", "print one JSON object instead of text"},
+      } + cli::quant_options() + cli::with_defaults(cli::run_options(), {{"device", "cpu"}})};
+  return cli::tool_main(argc, argv, program, [](const cli::Values& v) {
+    SPIN_CHECK(!v.text("model").empty() && !v.text("data").empty(),
+               "spin-eval: --model and --data are required (see --help)");
+    const cli::RunFlags run = cli::run_flags(v);
+    const cli::QuantFlags q = cli::quant_flags(v);
 
-    LoadedModel m = load_model(r["model"].as<std::string>());
+    LoadedModel m = load_model(v.text("model"));
     const ModelConfig& c = m.checkpoint.config;
     data::CalibOptions dopt;
-    dopt.rows = r["rows"].as<int64_t>();
-    dopt.seq_len = r["seq-len"].as<int64_t>();
-    torch::Tensor ids = data::load_calib(r["data"].as<std::string>(), c.vocab_size, dopt).to(device);
+    dopt.rows = v.integer("rows");
+    dopt.seq_len = v.integer("seq-len");
+    torch::Tensor ids = data::load_calib(v.text("data"), c.vocab_size, dopt).to(run.device);
 
-    auto to_compute = [&](const torch::Tensor& t) { return t.to(device, dtype); };
+    auto to_compute = [&](const torch::Tensor& t) { return t.to(run.device, run.dtype); };
     // With a weight_clip file (spintrain --learn-clip) RTN uses the learned per-row clip ratios.
     ModelWeights w = fake_quant_weights(map_weights(c, m.checkpoint.weights, to_compute), q.weight, m.weight_clip);
     ForwardOptions fo = m.online();
@@ -52,18 +50,18 @@ int main(int argc, char** argv) {
     std::optional<LoadedModel> ref_model;
     ModelWeights ref_w;
     ModelRef ref{};
-    if (r.count("reference")) {
-      ref_model = load_model(r["reference"].as<std::string>());
+    if (!v.text("reference").empty()) {
+      ref_model = load_model(v.text("reference"));
       SPIN_CHECK(ref_model->checkpoint.config.vocab_size == c.vocab_size, "--reference: vocab_size ",
                  ref_model->checkpoint.config.vocab_size, " differs from the model's ", c.vocab_size);
       ref_w = map_weights(ref_model->checkpoint.config, ref_model->checkpoint.weights, to_compute);
       ref = {&ref_model->checkpoint.config, &ref_w, ref_model->online()};
     }
-    EvalResult res = evaluate(model, ids, r["batch-size"].as<int64_t>(), ref_model ? &ref : nullptr);
-    if (r.count("json")) {
+    EvalResult res = evaluate(model, ids, v.integer("batch-size"), ref_model ? &ref : nullptr);
+    if (v.flag("json")) {
       nlohmann::json j = res.to_json();
-      j["model"] = r["model"].as<std::string>();
-      j["data"] = r["data"].as<std::string>();
+      j["model"] = v.text("model");
+      j["data"] = v.text("data");
       j["quant"] = q.describe();
       std::cout << j.dump() << std::endl;
     } else {

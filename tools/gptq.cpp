@@ -6,83 +6,94 @@
 
 #include "data/calib_dataset.h"
 #include "src/base/check.h"
-#include "src/cli/flags.h"
+#include "src/cli/main.h"
 #include "src/quant/gptq_format.h"
 #include "src/quant/gptq_model.h"
 #include "src/rotation/format.h"
 
 using namespace spin;
+using cli::Type;
 namespace fs = std::filesystem;
 
+namespace {
+
+enum class Format { gptq, fake };
+
+Format parse_format(const std::string& name) {
+  if (name == "gptq") return Format::gptq;
+  if (name == "fake") return Format::fake;
+  fail("--format: unknown format '", name, "' (choose gptq or fake)");
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  return cli::guarded_main([&] {
-    cxxopts::Options o("spin-gptq", "Layer-by-layer GPTQ weight quantization of a (rotated) checkpoint");
-    o.add_options()
-        ("model", "model directory (HF layout, optionally rotated)", cxxopts::value<std::string>())
-        ("calib", "HDF5 file with dataset input_ids [N, T]", cxxopts::value<std::string>())
-        ("out", "output directory", cxxopts::value<std::string>())
-        ("wbits", "weight bits (2, 4 or 8 for --format gptq; 2..8 for fake)", cxxopts::value<int>()->default_value("4"))
-        ("groupsize", "group size along the input dim (<= 0: per row)", cxxopts::value<int64_t>()->default_value("128"))
-        ("sym", "symmetric quantization (zero point 2^(bits-1))")
-        ("act-order", "quantize columns in decreasing Hessian-diagonal order (desc_act)")
-        ("damp", "dampening, fraction of mean(diag H)", cxxopts::value<double>()->default_value("0.01"))
-        ("block-size", "lazy-batch block width", cxxopts::value<int64_t>()->default_value("128"))
-        ("nsamples", "calibration rows (-1: all)", cxxopts::value<int64_t>()->default_value("128"))
-        ("seq-len", "tokens per calibration row (-1: as stored)", cxxopts::value<int64_t>()->default_value("-1"))
-        ("batch-size", "calibration rows per forward pass", cxxopts::value<int64_t>()->default_value("8"))
-        ("format", "gptq (packed int32, quantization_config) or fake (dequantized float32 checkpoint)",
-         cxxopts::value<std::string>()->default_value("gptq"))
-        ("dtype", "compute dtype for the calibration forwards: f32, bf16 or f64", cxxopts::value<std::string>()->default_value("f32"))
-        ("device", "cpu, cuda or auto", cxxopts::value<std::string>()->default_value("cpu"))
-        ("threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"))
-        ("quiet", "no per-layer progress");
-    auto r = cli::parse(o, argc, argv);
-    SPIN_CHECK(r.count("model") && r.count("calib") && r.count("out"),
+  const cli::Program program{
+      "spin-gptq", "Layer-by-layer GPTQ weight quantization of a (rotated) checkpoint",
+      std::vector<cli::Option>{
+          {"model", Type::text, "", "io", "model directory (HF layout, optionally rotated)"},
+          {"calib", Type::text, "", "io", "HDF5 file with dataset input_ids [N, T]"},
+          {"out", Type::text, "", "io", "output directory"},
+          {"format", Type::text, "gptq", "io",
+           "gptq (packed int32, quantization_config) or fake (dequantized float32 checkpoint)"},
+          {"nsamples", Type::integer, "128", "io", "calibration rows (-1: all)"},
+          {"seq-len", Type::integer, "-1", "io", "tokens per calibration row (-1: as stored)"},
+          {"batch-size", Type::integer, "8", "io", "calibration rows per forward pass"},
+      } +
+          cli::with_defaults(cli::select(cli::quant_options(), {"wbits", "groupsize"}), {{"wbits", "4"}, {"groupsize", "128"}}) +
+          std::vector<cli::Option>{
+              {"sym", Type::boolean, "false", "gptq", "symmetric quantization (zero point 2^(bits-1))"},
+              {"act-order", Type::boolean, "false", "gptq", "quantize columns in decreasing Hessian-diagonal order (desc_act)"},
+              {"damp", Type::real, "0.01", "gptq", "dampening, fraction of mean(diag H)"},
+              {"block-size", Type::integer, "128", "gptq", "lazy-batch block width"},
+              {"quiet", Type::boolean, "false", "run", "no per-layer progress"},
+          } +
+          cli::with_defaults(cli::run_options(), {{"device", "cpu"}})};
+  return cli::tool_main(argc, argv, program, [](const cli::Values& v) {
+    SPIN_CHECK(!v.text("model").empty() && !v.text("calib").empty() && !v.text("out").empty(),
                "spin-gptq: --model, --calib and --out are required (see --help)");
-    const std::string format = r["format"].as<std::string>();
-    SPIN_CHECK(format == "gptq" || format == "fake", "--format: unknown format '", format, "' (choose gptq or fake)");
-    cli::set_threads(r["threads"].as<int>());
-    const auto dtype = cli::parse_dtype(r["dtype"].as<std::string>());
-    const auto device = cli::parse_device(r["device"].as<std::string>());
+    const Format format = parse_format(v.text("format"));
+    const cli::RunFlags run = cli::run_flags(v);
 
     GptqModelOptions opt;
-    opt.gptq.grid = {r["wbits"].as<int>(), r["groupsize"].as<int64_t>(), r.count("sym") == 0, 1.0};
-    opt.gptq.act_order = r.count("act-order") > 0;
-    opt.gptq.damp = r["damp"].as<double>();
-    opt.gptq.block_size = r["block-size"].as<int64_t>();
-    opt.batch_size = r["batch-size"].as<int64_t>();
+    opt.gptq.grid = {int(v.integer("wbits")), v.integer("groupsize"), !v.flag("sym"), 1.0};
+    opt.gptq.act_order = v.flag("act-order");
+    opt.gptq.damp = v.real("damp");
+    opt.gptq.block_size = v.integer("block-size");
+    opt.batch_size = v.integer("batch-size");
     const int bits = opt.gptq.grid.bits;
     SPIN_CHECK(bits >= 2 && bits <= 8, "--wbits: GPTQ needs 2 to 8 bits, got ", bits);
-    SPIN_CHECK(format == "fake" || bits == 2 || bits == 4 || bits == 8,
+    SPIN_CHECK(format == Format::fake || bits == 2 || bits == 4 || bits == 8,
                "--wbits: the GPTQ format packs 2, 4 or 8 bits, got ", bits, " (use --format fake)");
 
-    const fs::path model_dir = r["model"].as<std::string>(), out = r["out"].as<std::string>();
+    const fs::path model_dir = v.text("model"), out = v.text("out");
     LoadedModel m = load_model(model_dir);
     const ModelConfig& c = m.checkpoint.config;
     opt.r3 = m.rotation.r3;
     opt.r4 = m.rotation.r4;
     data::CalibOptions dopt;
-    dopt.rows = r["nsamples"].as<int64_t>();
-    dopt.seq_len = r["seq-len"].as<int64_t>();
-    torch::Tensor ids = data::load_calib(r["calib"].as<std::string>(), c.vocab_size, dopt);
+    dopt.rows = v.integer("nsamples");
+    dopt.seq_len = v.integer("seq-len");
+    torch::Tensor ids = data::load_calib(v.text("calib"), c.vocab_size, dopt);
 
-    const bool quiet = r.count("quiet") > 0;
+    const bool quiet = v.flag("quiet");
     std::map<std::string, PackedLinear> packed;
     const auto start = std::chrono::steady_clock::now();
     auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
     ModelWeights q = gptq_model(c, map_weights(c, m.checkpoint.weights, [&](const torch::Tensor& t) {
-                                  return t.to(device, dtype);
+                                  return t.to(run.device, run.dtype);
                                 }),
                                 ids, opt, [&](const std::string& name, const QuantizedWeight& qw) {
-                                  if (format == "gptq") packed[name] = pack_gptq(qw);
+                                  if (format == Format::gptq) packed[name] = pack_gptq(qw);
                                   if (!quiet) std::cerr << cat("[", seconds(), " s] ", name, "\n");
                                 });
     std::cerr << cat("spin-gptq: ", ids.size(0), " rows x ", ids.size(1), " tokens, W", bits, " ",
                      opt.gptq.grid.describe(), opt.gptq.act_order ? " act-order" : "", ", ", seconds(),
                      " s\n");
 
-    if (format == "gptq") {
-      save_gptq_checkpoint(out, m.checkpoint, q, packed, {opt.gptq, ids.size(0), ids.size(1)});
+    auto keep_rotations = [&](const fs::path& tmp) { copy_rotations_file(c.json, model_dir, tmp); };
+    if (format == Format::gptq) {
+      save_gptq_checkpoint(out, m.checkpoint, q, packed, {opt.gptq, ids.size(0), ids.size(1), keep_rotations});
     } else {
       nlohmann::json cfg = c.json;
       cfg["torch_dtype"] = "float32";
@@ -98,10 +109,10 @@ int main(int argc, char** argv) {
       so.dtype = torch::kFloat32;  // dequantized values are exact in float32
       so.shard_of = m.checkpoint.shard_of;
       so.copy_from = model_dir;
-      so.extra = [&](const fs::path& tmp) { copy_rotations_file(cfg, model_dir, tmp); };
+      so.extra = keep_rotations;
       save_checkpoint(out, c, map_weights(c, q, [](const torch::Tensor& t) { return t.cpu(); }), so);
     }
-    std::cerr << "spin-gptq: wrote " << out.string() << " (" << format << ")" << std::endl;
+    std::cerr << "spin-gptq: wrote " << out.string() << " (" << v.text("format") << ")" << std::endl;
     return 0;
   });
 }

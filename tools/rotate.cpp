@@ -3,35 +3,38 @@
 #include <iostream>
 
 #include "src/base/check.h"
-#include "src/cli/flags.h"
+#include "src/cli/main.h"
 #include "src/rotation/format.h"
+#include "src/rotation/fusion.h"
 
 using namespace spin;
+using cli::Type;
 
 int main(int argc, char** argv) {
-  return cli::guarded_main([&] {
-    cxxopts::Options o("spin-rotate", "Rotate a checkpoint with fixed rotations (no training) and save it");
-    o.add_options()
-        ("model", "input model directory", cxxopts::value<std::string>())
-        ("out", "output directory (written atomically)", cxxopts::value<std::string>())
-        ("rotations", "subset of r1,r2,r3,r4", cxxopts::value<std::string>()->default_value("r1,r2,r3,r4"))
-        ("init", "hadamard, random-hadamard, random or identity", cxxopts::value<std::string>()->default_value("random-hadamard"))
-        ("seed", "seed of the random inits", cxxopts::value<uint64_t>()->default_value("0"))
-        ("threads", "CPU threads (0: all cores)", cxxopts::value<int>()->default_value("0"));
-    auto r = cli::parse(o, argc, argv);
-    SPIN_CHECK(r.count("model") && r.count("out"), "spin-rotate: --model and --out are required (see --help)");
-    cli::set_threads(r["threads"].as<int>());
-    RotationConfig rc = RotationConfig::parse_list(r["rotations"].as<std::string>(), "--rotations");
-    rc.init = r["init"].as<std::string>();
-    rc.seed = r["seed"].as<uint64_t>();
-    LoadedModel m = load_model(r["model"].as<std::string>());
-    SPIN_CHECK(!m.rotation.any(), r["model"].as<std::string>(), ": is already a rotated checkpoint");
+  const cli::Program program{
+      "spin-rotate", "Rotate a checkpoint with fixed rotations (no training) and save it",
+      std::vector<cli::Option>{
+          {"model", Type::text, "", "io", "input model directory"},
+          {"out", Type::text, "", "io", "output directory (written atomically)"},
+          {"rotations", Type::text, "r1,r2,r3,r4", "rotation", "subset of r1,r2,r3,r4"},
+          {"init", Type::text, "random-hadamard", "rotation", "hadamard, random-hadamard, random or identity"},
+          {"seed", Type::integer, "0", "rotation", "seed of the random inits"},
+          {"threads", Type::integer, "0", "run", "CPU threads (0: all cores)"},
+      }};
+  return cli::tool_main(argc, argv, program, [](const cli::Values& v) {
+    const std::string model = v.text("model"), out = v.text("out");
+    SPIN_CHECK(!model.empty() && !out.empty(), "spin-rotate: --model and --out are required (see --help)");
+    RotationConfig rc = RotationConfig::parse_list(v.text("rotations"), "--rotations");
+    rc.init = parse_rotation_init(v.text("init"));
+    rc.seed = uint64_t(v.integer("seed"));
+    LoadedModel m = load_model(model);
+    SPIN_CHECK(!m.rotation.any(), model, ": is already a rotated checkpoint");
     const ModelConfig& c = m.checkpoint.config;
     const Rotations rot = init_rotations(c, rc);
-    const ModelWeights fused = rotate_weights(c, rotation_base(c, m.checkpoint.weights, rc), rot);
-    export_rotated(r["out"].as<std::string>(), m.checkpoint, fused, rc, rot);
-    std::cout << "wrote " << r["out"].as<std::string>() << " (" << r["rotations"].as<std::string>() << ", init "
-              << rc.init << ", seed " << rc.seed << ")" << std::endl;
+    const ModelWeights fused = rotate_weights(c, fold_norms(c, m.checkpoint.weights, rc.r4), rot);
+    export_rotated(out, m.checkpoint, fused, rc, rot);
+    std::cout << "wrote " << out << " (" << v.text("rotations") << ", init " << to_string(rc.init) << ", seed " << rc.seed
+              << ")" << std::endl;
     return 0;
   });
 }

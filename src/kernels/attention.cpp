@@ -14,8 +14,8 @@ using torch::autograd::variable_list;
 // h = g * rep + r uses K/V head g; a block's query rows are stacked as [B * kv_heads, rep * rows, hd]
 // (row r * rows + i is position t0 + i of head g * rep + r), so one GEMM per K/V head covers its rep
 // query heads. The T-wide per-block tensors are written into buffers allocated once per call: a fresh
-// tensor per block costs its page faults again (measured: a [4, 512, 2048] float32 score GEMM runs at
-// 64 GFLOP/s into a new tensor, 156 GFLOP/s into an existing one).
+// tensor per block pays its page faults and zeroing again, which makes the score GEMM less than half
+// as fast (docs/BENCHMARKS.md).
 class Blocks {
  public:
   Blocks(int64_t G, int64_t rep, int64_t T, const torch::TensorOptions& options, int64_t block_rows)

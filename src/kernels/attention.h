@@ -8,10 +8,9 @@
 // The backward is written by hand, flash-attention style: the forward keeps only q, k, v, the output and
 // one log-sum-exp per row, and the backward recomputes each block's probabilities (one extra score GEMM
 // per block) instead of keeping T×T probabilities per head for the whole forward.
-// Blocks are sized so one block's scores stay under kAttentionBlockBytes; the score buffers are
-// allocated once per call and reused by every block. Measured on the 2-core dev machine (hidden 2048,
-// 32 heads, seq 2048, f32 training step): 16 MiB blocks 19.5 s, 64 MiB 18.4 s, 128 MiB 17.5 s,
-// 256 MiB 17.6 s, one block for the whole sequence (no causal skip) 19.7 s.
+// Blocks are sized so one block's scores stay under kAttentionBlockBytes (chosen by timing block sizes:
+// docs/BENCHMARKS.md, "Training step performance"); the score buffers are allocated once per call and
+// reused by every block.
 #pragma once
 
 #include <torch/torch.h>

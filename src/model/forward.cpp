@@ -47,14 +47,8 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
   return x * cos + rotated * sin;
 }
 
-}  // namespace
-
-torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
-  torch::Tensor xf = upcast(x);
-  torch::Tensor y = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps);
-  return (y.to(x.scalar_type())) * weight;
-}
-
+// The attention output before o_proj: normed, quantized h [B, T, hidden] -> [B, T, q_size]
+// (q/k/v, q/k norms, RoPE, R3, KV quantization).
 torch::Tensor attention_heads(const ModelConfig& c, const LayerWeights& L, const torch::Tensor& h,
                               const ForwardOptions& opt) {
   const int64_t B = h.size(0), T = h.size(1), nh = c.num_attention_heads, nkv = c.num_key_value_heads,
@@ -64,11 +58,10 @@ torch::Tensor attention_heads(const ModelConfig& c, const LayerWeights& L, const
   torch::Tensor freqs = torch::outer(torch::arange(T, torch::kFloat64), inv_frequencies(c));  // [T, hd/2]
   torch::Tensor emb = torch::cat({freqs, freqs}, -1);                                          // [T, hd]
   torch::Tensor cos = emb.cos().to(device, dtype), sin = emb.sin().to(device, dtype);
-  torch::Tensor xq = fake_quant(h, opt.act);
   // [B, T, heads * hd] -> [B, heads, T, hd]
-  torch::Tensor q = dense(xq, L.q_proj, L.q_bias).view({B, T, nh, hd}).transpose(1, 2);
-  torch::Tensor k = dense(xq, L.k_proj, L.k_bias).view({B, T, nkv, hd}).transpose(1, 2);
-  torch::Tensor v = dense(xq, L.v_proj, L.v_bias).view({B, T, nkv, hd}).transpose(1, 2);
+  torch::Tensor q = dense(h, L.q_proj, L.q_bias).view({B, T, nh, hd}).transpose(1, 2);
+  torch::Tensor k = dense(h, L.k_proj, L.k_bias).view({B, T, nkv, hd}).transpose(1, 2);
+  torch::Tensor v = dense(h, L.v_proj, L.v_bias).view({B, T, nkv, hd}).transpose(1, 2);
   if (c.qk_norm) {
     q = rms_norm(q, L.q_norm, c.rms_norm_eps);
     k = rms_norm(k, L.k_norm, c.rms_norm_eps);
@@ -84,18 +77,40 @@ torch::Tensor attention_heads(const ModelConfig& c, const LayerWeights& L, const
   return causal_attention(q, k, v);
 }
 
+// down_proj's input: normed, quantized h [B, T, hidden] -> [B, T, intermediate] (SwiGLU, then x·H with r4).
 torch::Tensor mlp_hidden(const LayerWeights& L, const torch::Tensor& h, const ForwardOptions& opt) {
-  torch::Tensor xq = fake_quant(h, opt.act);
-  torch::Tensor m = torch::silu(dense(xq, L.gate_proj)) * dense(xq, L.up_proj);
+  torch::Tensor m = torch::silu(dense(h, L.gate_proj)) * dense(h, L.up_proj);
   return opt.r4 ? apply_hadamard(m) : m;
 }
 
+}  // namespace
+
+ForwardOptions online_hadamards(bool r3, bool r4) {
+  ForwardOptions o;
+  o.r3 = r3;
+  o.r4 = r4;
+  return o;
+}
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  torch::Tensor xf = upcast(x);
+  torch::Tensor y = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps);
+  return (y.to(x.scalar_type())) * weight;
+}
+
 torch::Tensor decoder_layer(const ModelConfig& c, const LayerWeights& L, const torch::Tensor& x,
-                            const ForwardOptions& opt) {
-  torch::Tensor attn = attention_heads(c, L, rms_norm(x, L.input_layernorm, c.rms_norm_eps), opt);
-  torch::Tensor y = x + dense(fake_quant(attn, opt.act), L.o_proj);
-  torch::Tensor m = mlp_hidden(L, rms_norm(y, L.post_attention_layernorm, c.rms_norm_eps), opt);
-  return y + dense(fake_quant(m, opt.act), L.down_proj);
+                            const ForwardOptions& opt, const LayerTap& tap) {
+  auto go_on = [&](LinearInput input, const torch::Tensor& t) { return !tap || tap(input, t); };
+  const torch::Tensor h = fake_quant(rms_norm(x, L.input_layernorm, c.rms_norm_eps), opt.act);
+  if (!go_on(LinearInput::attn_in, h)) return {};
+  const torch::Tensor heads = fake_quant(attention_heads(c, L, h, opt), opt.act);
+  if (!go_on(LinearInput::attn_heads, heads)) return {};
+  const torch::Tensor y = x + dense(heads, L.o_proj);
+  const torch::Tensor h2 = fake_quant(rms_norm(y, L.post_attention_layernorm, c.rms_norm_eps), opt.act);
+  if (!go_on(LinearInput::mlp_in, h2)) return {};
+  const torch::Tensor m = fake_quant(mlp_hidden(L, h2, opt), opt.act);
+  if (!go_on(LinearInput::mlp_hidden, m)) return {};
+  return y + dense(m, L.down_proj);
 }
 
 torch::Tensor embed(const ModelWeights& w, const torch::Tensor& ids) {

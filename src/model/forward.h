@@ -11,6 +11,8 @@
 // r4 applies a Hadamard of size intermediate_size to down_proj's input (down_proj must hold W·H).
 #pragma once
 
+#include <functional>
+
 #include "src/kernels/fake_quant.h"
 #include "src/model/config.h"
 #include "src/model/weights.h"
@@ -24,6 +26,10 @@ struct ForwardOptions {
   bool r4 = false;
 };
 
+// No quantization, only the online Hadamards: the float function of weights that carry their other
+// halves (fold_norms with r4, a checkpoint exported with R3/R4).
+ForwardOptions online_hadamards(bool r3, bool r4);
+
 // ids [B, T] int64 -> the first layer's input [B, T, hidden] (embedding rows, times R1 when
 // weights.r1_online is set).
 torch::Tensor embed(const ModelWeights& weights, const torch::Tensor& ids);
@@ -32,18 +38,20 @@ torch::Tensor embed(const ModelWeights& weights, const torch::Tensor& ids);
 torch::Tensor forward_hidden(const ModelConfig& config, const ModelWeights& weights, const torch::Tensor& ids,
                              const ForwardOptions& options);
 
-// One decoder layer: x [B, T, hidden] -> [B, T, hidden] (positions 0..T-1).
-torch::Tensor decoder_layer(const ModelConfig& config, const LayerWeights& layer, const torch::Tensor& x,
-                            const ForwardOptions& options);
+// Observes a decoder layer without changing it (as llama.cpp's graph callback or GPTQ's forward hooks
+// observe a forward): called with each linear input as the linears read it, i.e. after activation
+// quantization: attn_in and mlp_in [B, T, hidden], attn_heads [B, T, q_size], mlp_hidden
+// [B, T, intermediate], in that order. Returning false stops the layer there.
+using LayerTap = std::function<bool(LinearInput input, const torch::Tensor& x)>;
 
-// The pieces of a layer, for layer-wise tools (GPTQ) that need each linear's input:
-//   RMSNorm of x times `weight` (statistics in at least f32);
+// One decoder layer: x [B, T, hidden] -> [B, T, hidden] (positions 0..T-1); undefined when `tap`
+// stopped it. Every walk over a layer (forward, recomputation, block-wise training, GPTQ, adapt) is
+// this one.
+torch::Tensor decoder_layer(const ModelConfig& config, const LayerWeights& layer, const torch::Tensor& x,
+                            const ForwardOptions& options, const LayerTap& tap = {});
+
+// RMSNorm of x times `weight` (statistics in at least f32).
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
-//   attention output before o_proj: normed h [B, T, hidden] -> [B, T, q_size] (q/k/v, RoPE, R3, KV quant);
-torch::Tensor attention_heads(const ModelConfig& config, const LayerWeights& layer, const torch::Tensor& h,
-                              const ForwardOptions& options);
-//   down_proj's input: normed h [B, T, hidden] -> [B, T, intermediate] (SwiGLU, then x·H with r4).
-torch::Tensor mlp_hidden(const LayerWeights& layer, const torch::Tensor& h, const ForwardOptions& options);
 
 // hidden [B, T, hidden] -> logits [B, T, vocab], in float32 (float64 for float64 weights).
 torch::Tensor lm_logits(const ModelWeights& weights, const torch::Tensor& hidden);

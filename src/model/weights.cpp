@@ -6,37 +6,75 @@ namespace spin {
 namespace {
 
 struct LayerSlot {
-  const char* suffix;
+  std::string suffix;
   torch::Tensor LayerWeights::*member;
-  enum Need { Always, Bias, QkNorm } need;
+  enum Need { always, bias, qk_norm } need;
 };
 
+// A layer's tensors in HF order: the linears of layer_linears() with their biases, each norm before
+// the first linear that reads it, Qwen3's q/k norms between q/k/v and o_proj.
 const std::vector<LayerSlot>& layer_slots() {
-  static const std::vector<LayerSlot> slots = {
-      {"input_layernorm.weight", &LayerWeights::input_layernorm, LayerSlot::Always},
-      {"self_attn.q_proj.weight", &LayerWeights::q_proj, LayerSlot::Always},
-      {"self_attn.q_proj.bias", &LayerWeights::q_bias, LayerSlot::Bias},
-      {"self_attn.k_proj.weight", &LayerWeights::k_proj, LayerSlot::Always},
-      {"self_attn.k_proj.bias", &LayerWeights::k_bias, LayerSlot::Bias},
-      {"self_attn.v_proj.weight", &LayerWeights::v_proj, LayerSlot::Always},
-      {"self_attn.v_proj.bias", &LayerWeights::v_bias, LayerSlot::Bias},
-      {"self_attn.q_norm.weight", &LayerWeights::q_norm, LayerSlot::QkNorm},
-      {"self_attn.k_norm.weight", &LayerWeights::k_norm, LayerSlot::QkNorm},
-      {"self_attn.o_proj.weight", &LayerWeights::o_proj, LayerSlot::Always},
-      {"post_attention_layernorm.weight", &LayerWeights::post_attention_layernorm, LayerSlot::Always},
-      {"mlp.gate_proj.weight", &LayerWeights::gate_proj, LayerSlot::Always},
-      {"mlp.up_proj.weight", &LayerWeights::up_proj, LayerSlot::Always},
-      {"mlp.down_proj.weight", &LayerWeights::down_proj, LayerSlot::Always},
-  };
+  static const std::vector<LayerSlot> slots = [] {
+    std::vector<LayerSlot> s;
+    for (const Linear& l : layer_linears()) {
+      if (l.weight == &LayerWeights::q_proj) s.push_back({"input_layernorm.weight", &LayerWeights::input_layernorm, LayerSlot::always});
+      if (l.weight == &LayerWeights::o_proj) {
+        s.push_back({"self_attn.q_norm.weight", &LayerWeights::q_norm, LayerSlot::qk_norm});
+        s.push_back({"self_attn.k_norm.weight", &LayerWeights::k_norm, LayerSlot::qk_norm});
+      }
+      if (l.weight == &LayerWeights::gate_proj)
+        s.push_back({"post_attention_layernorm.weight", &LayerWeights::post_attention_layernorm, LayerSlot::always});
+      s.push_back({cat(l.path, ".weight"), l.weight, LayerSlot::always});
+      if (l.bias) s.push_back({cat(l.path, ".bias"), l.bias, LayerSlot::bias});
+    }
+    return s;
+  }();
   return slots;
 }
 
 bool wanted(const ModelConfig& c, LayerSlot::Need need) {
-  return need == LayerSlot::Always || (need == LayerSlot::Bias && c.attention_bias) ||
-         (need == LayerSlot::QkNorm && c.qk_norm);
+  return need == LayerSlot::always || (need == LayerSlot::bias && c.attention_bias) ||
+         (need == LayerSlot::qk_norm && c.qk_norm);
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
+
+int64_t size_of(const ModelConfig& c, Dim dim) {
+  switch (dim) {
+    case Dim::hidden: return c.hidden_size;
+    case Dim::q_size: return c.q_size();
+    case Dim::kv_size: return c.kv_size();
+    case Dim::intermediate: return c.intermediate_size;
+  }
+  fail("size_of: unknown dimension");
+}
+
+std::string Linear::hf_name(int64_t layer) const { return cat("model.layers.", layer, ".", path, ".weight"); }
+
+const std::array<Linear, 7>& layer_linears() {
+  using L = LayerWeights;
+  static const std::array<Linear, 7> linears = {{
+      {"q_proj", "self_attn.q_proj", &L::q_proj, &L::q_bias, LinearInput::attn_in, Dim::q_size, Dim::hidden},
+      {"k_proj", "self_attn.k_proj", &L::k_proj, &L::k_bias, LinearInput::attn_in, Dim::kv_size, Dim::hidden},
+      {"v_proj", "self_attn.v_proj", &L::v_proj, &L::v_bias, LinearInput::attn_in, Dim::kv_size, Dim::hidden},
+      {"o_proj", "self_attn.o_proj", &L::o_proj, nullptr, LinearInput::attn_heads, Dim::hidden, Dim::q_size},
+      {"gate_proj", "mlp.gate_proj", &L::gate_proj, nullptr, LinearInput::mlp_in, Dim::intermediate, Dim::hidden},
+      {"up_proj", "mlp.up_proj", &L::up_proj, nullptr, LinearInput::mlp_in, Dim::intermediate, Dim::hidden},
+      {"down_proj", "mlp.down_proj", &L::down_proj, nullptr, LinearInput::mlp_hidden, Dim::hidden, Dim::intermediate},
+  }};
+  return linears;
+}
+
+const Linear* find_linear(const std::string& name) {
+  if (name.rfind("model.layers.", 0) != 0) return nullptr;
+  for (const Linear& l : layer_linears())
+    if (ends_with(name, cat(".", l.path, ".weight"))) return &l;
+  return nullptr;
+}
 
 void for_each_slot(const ModelConfig& config, ModelWeights& w,
                    const std::function<void(const std::string&, torch::Tensor&)>& fn) {
@@ -50,21 +88,14 @@ void for_each_slot(const ModelConfig& config, ModelWeights& w,
 }
 
 std::vector<int64_t> expected_shape(const ModelConfig& c, const std::string& name) {
-  const int64_t H = c.hidden_size, I = c.intermediate_size;
-  auto ends = [&](const char* s) {
-    const std::string suffix(s);
-    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
+  const int64_t H = c.hidden_size;
   if (name == "model.embed_tokens.weight" || name == "lm_head.weight") return {c.vocab_size, H};
-  if (ends("layernorm.weight") || name == "model.norm.weight") return {H};
-  if (ends("q_proj.weight")) return {c.q_size(), H};
-  if (ends("k_proj.weight") || ends("v_proj.weight")) return {c.kv_size(), H};
-  if (ends("q_proj.bias")) return {c.q_size()};
-  if (ends("k_proj.bias") || ends("v_proj.bias")) return {c.kv_size()};
-  if (ends("q_norm.weight") || ends("k_norm.weight")) return {c.head_dim};
-  if (ends("o_proj.weight")) return {H, c.q_size()};
-  if (ends("gate_proj.weight") || ends("up_proj.weight")) return {I, H};
-  if (ends("down_proj.weight")) return {H, I};
+  if (ends_with(name, "layernorm.weight") || name == "model.norm.weight") return {H};
+  if (ends_with(name, "q_norm.weight") || ends_with(name, "k_norm.weight")) return {c.head_dim};
+  for (const Linear& l : layer_linears()) {
+    if (ends_with(name, cat(l.path, ".weight"))) return l.shape(c);
+    if (l.bias && ends_with(name, cat(l.path, ".bias"))) return {size_of(c, l.out)};
+  }
   fail("no expected shape for tensor '", name, "'");
 }
 

@@ -7,6 +7,7 @@
 //   norms [hidden]; q_norm, k_norm [head_dim] (Qwen3); q/k/v biases [q_size]/[kv_size] (Qwen2)
 #pragma once
 
+#include <array>
 #include <functional>
 #include <string>
 #include <vector>
@@ -35,6 +36,42 @@ struct ModelWeights {
   // for_each_slot skips it, map_weights carries it, save_checkpoint refuses it.
   torch::Tensor r1_online;
 };
+
+// The input a linear of a decoder layer reads (decoder_layer's tap sees each one, src/model/forward.h).
+enum class LinearInput {
+  attn_in,     // the normed residual stream before attention [.., hidden]: q/k/v_proj
+  attn_heads,  // the attention output of every head [.., q_size]: o_proj
+  mlp_in,      // the normed residual stream before the MLP [.., hidden]: gate/up_proj
+  mlp_hidden,  // silu(gate)·up (times H with R4) [.., intermediate]: down_proj
+};
+
+// The sizes a linear's shape is made of.
+enum class Dim { hidden, q_size, kv_size, intermediate };
+int64_t size_of(const ModelConfig& config, Dim dim);
+
+// One linear of a decoder layer. layer_linears() lists the seven, and every per-linear list in
+// spintrain (quantized weights, clip ratios, GPTQ's order, the GPTQ format) follows it.
+struct Linear {
+  const char* name;                     // "q_proj": its key in per-linear files (weight clip ratios)
+  const char* path;                     // "self_attn.q_proj": the HF name is model.layers.<i>.<path>.weight
+  torch::Tensor LayerWeights::*weight;  // [out, in]
+  torch::Tensor LayerWeights::*bias;    // [out] where config.attention_bias; nullptr: never
+  LinearInput input;
+  Dim out, in;
+
+  std::vector<int64_t> shape(const ModelConfig& config) const { return {size_of(config, out), size_of(config, in)}; }
+  // "model.layers.3.self_attn.q_proj.weight"
+  std::string hf_name(int64_t layer) const;
+  // q/k/v/gate/up read the residual stream (a rotation R1 becomes W·R1); o/down write to it (R1ᵀ·W).
+  bool reads_residual() const { return input == LinearInput::attn_in || input == LinearInput::mlp_in; }
+};
+
+// q, k, v, o, gate, up, down.
+const std::array<Linear, 7>& layer_linears();
+
+// The linear whose HF weight name is `hf_name` ("model.layers.3.mlp.down_proj.weight"); nullptr for
+// any other tensor.
+const Linear* find_linear(const std::string& hf_name);
 
 // Every tensor slot the config calls for, with its HF name ("model.layers.3.mlp.down_proj.weight").
 // Slots that are undefined (e.g. a tied lm_head before loading) are visited too.

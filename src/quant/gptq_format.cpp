@@ -90,24 +90,6 @@ QuantizedWeight unpack_gptq(const PackedLinear& p, int bits, int64_t out, int64_
   return q;
 }
 
-bool is_quantized_linear(const std::string& name) {
-  if (name.rfind("model.layers.", 0) != 0) return false;
-  for (const char* s : {".self_attn.q_proj.weight", ".self_attn.k_proj.weight", ".self_attn.v_proj.weight",
-                        ".self_attn.o_proj.weight", ".mlp.gate_proj.weight", ".mlp.up_proj.weight",
-                        ".mlp.down_proj.weight"}) {
-    const std::string suffix(s);
-    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
-      return true;
-  }
-  return false;
-}
-
-void copy_rotations_file(const nlohmann::json& config_json, const fs::path& source_dir, const fs::path& dir) {
-  if (!config_json.contains("rotation") || !config_json["rotation"].is_object()) return;
-  const std::string file = config_json["rotation"].value("rotations_file", std::string());
-  if (!file.empty() && fs::exists(source_dir / file)) fs::copy_file(source_dir / file, dir / file);
-}
-
 void save_gptq_checkpoint(const fs::path& dir, const Checkpoint& source, const ModelWeights& weights,
                           const std::map<std::string, PackedLinear>& packed, const GptqExport& info) {
   const GptqOptions& o = info.options;
@@ -126,7 +108,7 @@ void save_gptq_checkpoint(const fs::path& dir, const Checkpoint& source, const M
                                 {"spintrain", {{"nsamples", info.nsamples}, {"seq_len", info.seq_len}}}};
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (const auto& [name, t] : named_tensors(source.config, weights)) {
-    if (!is_quantized_linear(name)) {
+    if (!find_linear(name)) {
       torch::Tensor h = t.to(torch::kCPU, torch::kHalf);
       SPIN_CHECK(torch::isfinite(h).all().item<bool>(), dir.string(), ": tensor '", name, "' overflows float16");
       tensors.emplace_back(name, h);
@@ -150,7 +132,7 @@ void save_gptq_checkpoint(const fs::path& dir, const Checkpoint& source, const M
                                      name == "model.safetensors.index.json" || name == "config.json";
       if (entry.is_regular_file() && !weights_or_config) fs::copy_file(entry.path(), tmp / name);
     }
-    copy_rotations_file(cfg, source.dir, tmp);
+    if (info.extra_files) info.extra_files(tmp);
     write_text_atomic(tmp / "config.json", cfg.dump(2) + "\n");
     save_safetensors((tmp / kWeightsFile).string(), tensors, {{"format", "pt"}});
   });
@@ -183,7 +165,7 @@ Checkpoint load_gptq_checkpoint(const fs::path& dir) {
 
   for_each_slot(ck.config, ck.weights, [&](const std::string& name, torch::Tensor& slot) {
     const auto want = expected_shape(ck.config, name);
-    if (is_quantized_linear(name)) {
+    if (find_linear(name)) {
       const std::string prefix = prefix_of(name);
       PackedLinear p{get(prefix + ".qweight"), get(prefix + ".qzeros"), get(prefix + ".scales"),
                      get(prefix + ".g_idx")};

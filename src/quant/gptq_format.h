@@ -7,7 +7,7 @@
 //   <prefix>.scales   float16 [groups, out]
 //   <prefix>.g_idx    int32 [in]                       group of input column i
 // and W[o, i] = scales[g, o] · (code − zero), g = g_idx[i]. Padding codes (in or out not a multiple of p) are 0.
-// The q/k/v/o/gate/up/down weights of every layer are quantized; every other tensor (embeddings, norms,
+// The linears of every layer (layer_linears(), src/model/weights.h) are quantized; every other tensor (embeddings, norms,
 // lm_head, biases) is stored as float16. config.json gets
 //   "quantization_config": {"quant_method": "gptq", "bits", "group_size" (-1: per row), "desc_act", "sym",
 //                            "damp_percent", "static_groups": false, "true_sequential": true,
@@ -16,6 +16,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -33,18 +34,18 @@ PackedLinear pack_gptq(const QuantizedWeight& q);
 // Validates shapes, dtypes and g_idx against W [out, in]; `where` names the tensor in error messages.
 QuantizedWeight unpack_gptq(const PackedLinear& p, int bits, int64_t out, int64_t in, const std::string& where);
 
-// True for the HF names of the linears GPTQ quantizes ("model.layers.3.mlp.down_proj.weight").
-bool is_quantized_linear(const std::string& name);
-
 struct GptqExport {
   GptqOptions options;  // recorded in quantization_config
   int64_t nsamples = 0;
   int64_t seq_len = 0;
+  // Writes further files (e.g. a rotated source's rotations.safetensors) into the directory before it
+  // is published.
+  std::function<void(const std::filesystem::path& tmp_dir)> extra_files;
 };
 
 // Writes `source`'s config (plus quantization_config) and non-weight files, the float tensors of
-// `weights` other than the quantized linears (as float16), and `packed` (keyed by HF weight name, one
-// entry per is_quantized_linear slot), atomically.
+// `weights` other than the layer linears (as float16), and `packed` (keyed by HF weight name, one
+// entry per layer linear, find_linear), atomically.
 void save_gptq_checkpoint(const std::filesystem::path& dir, const Checkpoint& source, const ModelWeights& weights,
                           const std::map<std::string, PackedLinear>& packed, const GptqExport& info);
 
@@ -54,9 +55,5 @@ bool is_gptq_checkpoint(const std::filesystem::path& dir);
 // Loads a GPTQ checkpoint (single model.safetensors, checkpoint_format "gptq") as float32 weights with
 // every quantized linear dequantized; the returned Checkpoint's dtype is float32.
 Checkpoint load_gptq_checkpoint(const std::filesystem::path& dir);
-
-// Copies the rotations file named by config `rotation` section (if any) from `source_dir` into `dir`.
-void copy_rotations_file(const nlohmann::json& config_json, const std::filesystem::path& source_dir,
-                         const std::filesystem::path& dir);
 
 }  // namespace spin

@@ -2,8 +2,12 @@
 // activations produced by the already-quantized earlier layers (and, within a layer, by its already-
 // quantized earlier linears: q/k/v, then o, then gate/up, then down — "true sequential").
 //
+// Each group of linears that reads one input (LinearInput) is one stage: the layer is walked over every
+// calibration batch up to that input (decoder_layer's tap accumulates its Hessian and stops the walk),
+// the group is quantized, and the next stage walks again through the now-quantized linears; a last walk
+// advances the hidden states to the next layer (AutoGPTQ's true-sequential loop does the same).
 // Memory: the hidden states [rows, T, hidden] at the current layer boundary, one batch of one layer's
-// activations, and the Hessians of the linears being quantized.
+// activations, and the Hessian of the group being quantized.
 // Online Hadamards are honoured: with r3 the attention (o_proj's input) uses Hadamard-rotated q/k, with
 // r4 down_proj's Hessian is built from x·H, its actual input.
 #pragma once
@@ -11,20 +15,11 @@
 #include <functional>
 #include <string>
 
-#include "src/quant/gptq.h"
 #include "src/model/config.h"
 #include "src/model/weights.h"
+#include "src/quant/gptq.h"
 
 namespace spin {
-
-// The input a linear of a decoder layer reads.
-enum class LinearInput { kQkv, kO, kGateUp, kDown };
-
-// One decoder layer (float, no activation quantization): x [B, T, hidden] -> [B, T, hidden], the same
-// computation as forward_hidden's layers (r3/r4 as in ForwardOptions). `capture` (optional) receives each
-// linear input as it is computed: kQkv, kGateUp [B, T, hidden], kO [B, T, q_size], kDown [B, T, intermediate].
-torch::Tensor decoder_layer(const ModelConfig& config, const LayerWeights& layer, const torch::Tensor& x, bool r3,
-                            bool r4, const std::function<void(LinearInput, const torch::Tensor&)>& capture = {});
 
 struct GptqModelOptions {
   GptqOptions gptq;

@@ -1,21 +1,22 @@
 #include "src/quant/quantize_weights.h"
 
 #include "src/base/check.h"
+#include "src/io/safetensors.h"
+
+namespace fs = std::filesystem;
 
 namespace spin {
+namespace {
 
-std::array<torch::Tensor*, 7> layer_linears(LayerWeights& L) {
-  return {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj};
-}
+std::string clip_name(int64_t layer, size_t linear) { return cat("layers.", layer, ".", layer_linears()[linear].name); }
+
+}  // namespace
 
 std::vector<LayerClip> init_clip(const ModelConfig& c, double initial, torch::Device device) {
-  const std::array<int64_t, 7> rows = {c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim,
-                                       c.num_key_value_heads * c.head_dim, c.hidden_size, c.intermediate_size,
-                                       c.intermediate_size, c.hidden_size};
   std::vector<LayerClip> clip(c.num_hidden_layers);
   for (LayerClip& l : clip)
-    for (size_t j = 0; j < rows.size(); ++j)
-      l.ratio[j] = torch::full({rows[j]}, initial, torch::TensorOptions().dtype(torch::kFloat32).device(device))
+    for (size_t j = 0; j < layer_linears().size(); ++j)
+      l.ratio[j] = torch::full({size_of(c, layer_linears()[j].out)}, initial, torch::TensorOptions().dtype(torch::kFloat32).device(device))
                        .requires_grad_(true);
   return clip;
 }
@@ -29,9 +30,10 @@ void clamp_clip(std::vector<LayerClip>& clip) {
 LayerWeights fake_quant_layer(const LayerWeights& layer, const QuantSpec& spec, const LayerClip* clip) {
   LayerWeights L = layer;
   if (!spec.enabled()) return L;
-  const auto linears = layer_linears(L);
-  for (size_t j = 0; j < linears.size(); ++j)
-    *linears[j] = clip ? fake_quant(*linears[j], spec, clip->ratio[j]) : fake_quant(*linears[j], spec);
+  for (size_t j = 0; j < layer_linears().size(); ++j) {
+    torch::Tensor& w = L.*layer_linears()[j].weight;
+    w = clip ? fake_quant(w, spec, clip->ratio[j]) : fake_quant(w, spec);
+  }
   return L;
 }
 
@@ -43,6 +45,34 @@ ModelWeights fake_quant_weights(const ModelWeights& weights, const QuantSpec& sp
   for (size_t i = 0; i < w.layers.size(); ++i)
     w.layers[i] = fake_quant_layer(weights.layers[i], spec, clip.empty() ? nullptr : &clip[i]);
   return w;
+}
+
+const char* const kWeightClipFile = "weight_clip.safetensors";
+
+void save_weight_clip(const fs::path& file, const std::vector<LayerClip>& clip) {
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (size_t i = 0; i < clip.size(); ++i)
+    for (size_t j = 0; j < layer_linears().size(); ++j)
+      tensors.emplace_back(clip_name(int64_t(i), j), clip[i].ratio[j].detach().to(torch::kCPU, torch::kFloat32));
+  save_safetensors(file.string(), tensors, {{"format", "spintrain-weight-clip/1"}});
+}
+
+std::vector<LayerClip> load_weight_clip(const fs::path& path, const ModelConfig& c) {
+  SPIN_CHECK(fs::exists(path), path.string(), ": weight clip file named in config.json is missing");
+  SafetensorsFile file(path.string());
+  std::vector<LayerClip> clip = init_clip(c, 1.0, torch::kCPU);
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i)
+    for (size_t j = 0; j < layer_linears().size(); ++j) {
+      const std::string name = clip_name(i, j);
+      SPIN_CHECK(file.contains(name), path.string(), ": tensor '", name, "' is missing");
+      torch::Tensor r = file.get(name).to(torch::kFloat32);
+      SPIN_CHECK(r.sizes() == clip[i].ratio[j].sizes(), path.string(), ": tensor '", name, "' has shape ", r.sizes(),
+                 " but the model needs ", clip[i].ratio[j].sizes());
+      SPIN_CHECK(r.ge(kMinClip).all().item<bool>() && r.le(1.0).all().item<bool>(), path.string(), ": tensor '", name,
+                 "' has clip ratios outside [", kMinClip, ", 1]");
+      clip[i].ratio[j] = r;
+    }
+  return clip;
 }
 
 }  // namespace spin

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -11,15 +12,10 @@
 
 namespace spin {
 
-// Learnable weight clip ratios of one layer: one [out] float32 tensor per linear, in kLinearNames order.
+// Learnable weight clip ratios of one layer: one [out] float32 tensor per linear, in layer_linears() order.
 struct LayerClip {
-  static constexpr std::array<const char*, 7> kLinearNames = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                                              "gate_proj", "up_proj", "down_proj"};
   std::array<torch::Tensor, 7> ratio;
 };
-
-// The seven linears of a layer, in LayerClip::kLinearNames order.
-std::array<torch::Tensor*, 7> layer_linears(LayerWeights& layer);
 
 // Every ratio = `initial` (the --w-clip value), leaves requiring grad on `device`.
 std::vector<LayerClip> init_clip(const ModelConfig& config, double initial, torch::Device device);
@@ -27,6 +23,15 @@ std::vector<LayerClip> init_clip(const ModelConfig& config, double initial, torc
 // Projects every ratio into [kMinClip, 1] in place (after an optimizer step).
 constexpr double kMinClip = 0.5;
 void clamp_clip(std::vector<LayerClip>& clip);
+
+// Learned clip ratios on disk (--learn-clip): "layers.<i>.<q_proj|...|down_proj>" [out] float32 in
+// kWeightClipFile, which a rotated checkpoint names in its rotation section ("weight_clip_file"). RTN
+// of the checkpoint's linears with these ratios is the quantizer spintrain trained against (spin-eval
+// applies them; GPTQ picks its own scales).
+extern const char* const kWeightClipFile;
+void save_weight_clip(const std::filesystem::path& file, const std::vector<LayerClip>& clip);
+// Validated against `config` (shape [out] per linear, values in [kMinClip, 1]).
+std::vector<LayerClip> load_weight_clip(const std::filesystem::path& file, const ModelConfig& config);
 
 // Each q/k/v/o/gate/up/down weight [out, in] fake-quantized per output row in groups along `in`
 // (straight-through), with the clip ratios of `clip` when given, spec.clip otherwise.

@@ -1,12 +1,9 @@
 #include "src/rotation/format.h"
 
-#include <sstream>
-
 #include "optim/stiefel.h"
 #include "src/base/check.h"
-#include "src/quant/gptq_format.h"
-#include "src/rotation/init.h"
 #include "src/io/safetensors.h"
+#include "src/quant/gptq_format.h"
 
 namespace fs = std::filesystem;
 
@@ -16,26 +13,6 @@ namespace {
 const char* kRotationsFile = "rotations.safetensors";
 
 std::string r2_name(int64_t layer) { return cat("layers.", layer, ".R2"); }
-std::string clip_name(int64_t layer, size_t linear) { return cat("layers.", layer, ".", LayerClip::kLinearNames[linear]); }
-
-// The clip ratios of `file` for every layer of `c`, validated (shape [out], values in [kMinClip, 1]).
-std::vector<LayerClip> read_weight_clip(const fs::path& path, const ModelConfig& c) {
-  SPIN_CHECK(fs::exists(path), path.string(), ": weight clip file named in config.json is missing");
-  SafetensorsFile file(path.string());
-  std::vector<LayerClip> clip = init_clip(c, 1.0, torch::kCPU);
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i)
-    for (size_t j = 0; j < LayerClip::kLinearNames.size(); ++j) {
-      const std::string name = clip_name(i, j);
-      SPIN_CHECK(file.contains(name), path.string(), ": tensor '", name, "' is missing");
-      torch::Tensor r = file.get(name).to(torch::kFloat32);
-      SPIN_CHECK(r.sizes() == clip[i].ratio[j].sizes(), path.string(), ": tensor '", name, "' has shape ", r.sizes(),
-                 " but the model needs ", clip[i].ratio[j].sizes());
-      SPIN_CHECK(r.ge(kMinClip).all().item<bool>() && r.le(1.0).all().item<bool>(), path.string(), ": tensor '", name,
-                 "' has clip ratios outside [", kMinClip, ", 1]");
-      clip[i].ratio[j] = r;
-    }
-  return clip;
-}
 
 // The validated float64 rotation `name` [n, n] of `file`.
 torch::Tensor read_rotation(const SafetensorsFile& file, const std::string& name, int64_t n) {
@@ -50,34 +27,6 @@ torch::Tensor read_rotation(const SafetensorsFile& file, const std::string& name
 }
 
 }  // namespace
-
-RotationConfig RotationConfig::parse_list(const std::string& list, const std::string& where) {
-  RotationConfig rc;
-  std::stringstream ss(list);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (item == "r1") rc.r1 = true;
-    else if (item == "r2") rc.r2 = true;
-    else if (item == "r3") rc.r3 = true;
-    else if (item == "r4") rc.r4 = true;
-    else if (!item.empty()) fail(where, ": unknown rotation '", item, "' (choose from r1, r2, r3, r4)");
-  }
-  return rc;
-}
-
-Rotations init_rotations(const ModelConfig& c, const RotationConfig& rc) {
-  Rotations r;
-  const RotationInit init = parse_rotation_init(rc.init);
-  if (rc.r1) r.r1 = make_rotation(init, c.hidden_size, rc.seed);
-  if (rc.r2)
-    for (int64_t i = 0; i < c.num_hidden_layers; ++i) r.r2.push_back(make_rotation(init, c.head_dim, rc.seed + 1 + i));
-  return r;
-}
-
-ModelWeights rotation_base(const ModelConfig& c, const ModelWeights& weights, const RotationConfig& rc,
-                           torch::ScalarType dtype) {
-  return fold_norms(c, weights, rc.r4, dtype);
-}
 
 void export_rotated(const fs::path& out, const Checkpoint& source, const ModelWeights& fused,
                     const RotationConfig& rc, const Rotations& rotations, const nlohmann::json& extra_section,
@@ -94,7 +43,7 @@ void export_rotated(const fs::path& out, const Checkpoint& source, const ModelWe
   nlohmann::json section = {{"format", "spintrain-rotation/1"},
                             {"fused", fused_list},
                             {"online_hadamard", online},
-                            {"init", rc.init},
+                            {"init", to_string(rc.init)},
                             {"seed", rc.seed},
                             {"learned", rc.learned},
                             {"norms_folded", true},
@@ -118,26 +67,10 @@ void export_rotated(const fs::path& out, const Checkpoint& source, const ModelWe
   save_checkpoint(out, c, fused, opt);
 }
 
-const char* const kWeightClipFile = "weight_clip.safetensors";
-
-void save_weight_clip(const fs::path& file, const std::vector<LayerClip>& clip) {
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (size_t i = 0; i < clip.size(); ++i)
-    for (size_t j = 0; j < LayerClip::kLinearNames.size(); ++j)
-      tensors.emplace_back(clip_name(int64_t(i), j), clip[i].ratio[j].detach().to(torch::kCPU, torch::kFloat32));
-  save_safetensors(file.string(), tensors, {{"format", "spintrain-weight-clip/1"}});
-}
-
-torch::Tensor nearest_orthogonal(const torch::Tensor& r) {
-  auto [u, s, vh] = torch::linalg::svd(r.detach().to(torch::kCPU, torch::kFloat64), false, c10::nullopt);
-  return u.matmul(vh);
-}
-
-ForwardOptions LoadedModel::online() const {
-  ForwardOptions o;
-  o.r3 = rotation.r3;
-  o.r4 = rotation.r4;
-  return o;
+void copy_rotations_file(const nlohmann::json& config_json, const fs::path& source_dir, const fs::path& dir) {
+  if (!config_json.contains("rotation") || !config_json["rotation"].is_object()) return;
+  const std::string file = config_json["rotation"].value("rotations_file", std::string());
+  if (!file.empty() && fs::exists(source_dir / file)) fs::copy_file(source_dir / file, dir / file);
 }
 
 LoadedModel load_model(const fs::path& dir) {
@@ -169,7 +102,13 @@ LoadedModel load_model(const fs::path& dir) {
       if (f == "r1") m.rotation.r1 = true;
       if (f == "r2") m.rotation.r2 = true;
     }
-    m.rotation.init = s.value("init", std::string());
+    if (s.contains("init")) {
+      try {
+        m.rotation.init = parse_rotation_init(s["init"].get<std::string>());
+      } catch (const Error& e) {
+        fail(where, ".init: ", e.what());
+      }
+    }
     m.rotation.seed = s.value("seed", uint64_t(0));
     m.rotation.learned = s.value("learned", false);
     rotations_file = s.value("rotations_file", std::string(kRotationsFile));
@@ -185,7 +124,7 @@ LoadedModel load_model(const fs::path& dir) {
     if (m.rotation.r2)
       for (int64_t i = 0; i < c.num_hidden_layers; ++i) m.rotations.r2.push_back(read_rotation(file, r2_name(i), c.head_dim));
   }
-  if (!clip_file.empty()) m.weight_clip = read_weight_clip(dir / clip_file, c);
+  if (!clip_file.empty()) m.weight_clip = load_weight_clip(dir / clip_file, c);
   return m;
 }
 

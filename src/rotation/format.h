@@ -15,44 +15,21 @@
 #include "src/io/checkpoint.h"
 #include "src/model/forward.h"
 #include "src/quant/quantize_weights.h"
-#include "src/rotation/fusion.h"
+#include "src/rotation/init.h"
 
 namespace spin {
 
-struct RotationConfig {
-  bool r1 = false, r2 = false, r3 = false, r4 = false;
-  std::string init = "random-hadamard";
-  uint64_t seed = 0;
-  bool learned = false;
-
-  // "r1,r2,r3,r4" subsets; unknown names throw.
-  static RotationConfig parse_list(const std::string& list, const std::string& where);
-  bool any() const { return r1 || r2 || r3 || r4; }
-};
-
-// The initial rotations for `rc` (float64): R1 with `seed`, layer i's R2 with seed + 1 + i.
-Rotations init_rotations(const ModelConfig& config, const RotationConfig& rc);
-
-// fold_norms with R4's weight half when rc.r4: the weights that R1/R2 are applied to, in `dtype`
-// (computed in float64 a layer at a time).
-ModelWeights rotation_base(const ModelConfig& config, const ModelWeights& weights, const RotationConfig& rc,
-                           torch::ScalarType dtype = torch::kFloat64);
-
 // Writes the rotated checkpoint (weights in source.dtype, sharded like the source) atomically.
-// `extra_section` is merged into the rotation section; `extra_files` may add files to the directory.
+// `extra_section` is merged into the rotation section; `extra_files` may add files to the directory;
+// section.weight_clip_file names the learned clip ratios (kWeightClipFile, written by save_weight_clip).
 void export_rotated(const std::filesystem::path& out, const Checkpoint& source, const ModelWeights& fused,
                     const RotationConfig& rc, const Rotations& rotations, const nlohmann::json& extra_section = {},
                     const std::function<void(const std::filesystem::path& dir)>& extra_files = {});
 
-// Learned weight clip ratios (--learn-clip): "layers.<i>.<q_proj|...|down_proj>" [out] float32, named in
-// the rotation section as "weight_clip_file". RTN of the checkpoint's linears with these ratios is the
-// quantizer spintrain trained against (spin-eval uses them; GPTQ picks its own scales).
-extern const char* const kWeightClipFile;
-void save_weight_clip(const std::filesystem::path& file, const std::vector<LayerClip>& clip);
-
-// The orthogonal matrix nearest to r (polar factor U·Vᵀ of its SVD), in float64: removes the float32
-// drift of a learned rotation before it is fused and saved.
-torch::Tensor nearest_orthogonal(const torch::Tensor& r);
+// Copies the rotations file named by `config_json`'s rotation section (if any) from `source_dir` into
+// `dir`: a checkpoint derived from a rotated one (e.g. its GPTQ version) keeps the metadata.
+void copy_rotations_file(const nlohmann::json& config_json, const std::filesystem::path& source_dir,
+                         const std::filesystem::path& dir);
 
 // A loaded model with its online rotations: reads the `rotation` section (if any) and validates
 // rotations.safetensors against the model (shapes, orthogonality to 1e-6).
@@ -61,7 +38,7 @@ struct LoadedModel {
   RotationConfig rotation;  // all false for an ordinary checkpoint
   Rotations rotations;      // the fused R1/R2 from rotations.safetensors (float64), if any
   std::vector<LayerClip> weight_clip;  // learned clip ratios, if the rotation section names a file
-  ForwardOptions online() const;  // r3/r4 set from the rotation section, no quantization
+  ForwardOptions online() const { return online_hadamards(rotation.r3, rotation.r4); }
 };
 LoadedModel load_model(const std::filesystem::path& dir);
 

@@ -16,15 +16,17 @@ ModelWeights fold_norms(const ModelConfig& config, const ModelWeights& weights, 
   w.norm = ones(weights.norm);
   for (const LayerWeights& in : weights.layers) {
     LayerWeights L;
-    // W·diag(g): scale each input column by the norm weight g [hidden].
     const torch::Tensor g_attn = f64(in.input_layernorm), g_mlp = f64(in.post_attention_layernorm);
-    L.q_proj = store(f64(in.q_proj) * g_attn);
-    L.k_proj = store(f64(in.k_proj) * g_attn);
-    L.v_proj = store(f64(in.v_proj) * g_attn);
-    L.gate_proj = store(f64(in.gate_proj) * g_mlp);
-    L.up_proj = store(f64(in.up_proj) * g_mlp);
-    L.o_proj = store(in.o_proj);
-    L.down_proj = store(r4 ? apply_hadamard(f64(in.down_proj)) : in.down_proj);  // rows · H
+    for (const Linear& l : layer_linears()) {
+      const torch::Tensor& W = in.*l.weight;
+      torch::Tensor& out = L.*l.weight;
+      switch (l.input) {  // W·diag(g) for a normed input: each input column times the norm weight g [hidden]
+        case LinearInput::attn_in: out = store(f64(W) * g_attn); break;
+        case LinearInput::mlp_in: out = store(f64(W) * g_mlp); break;
+        case LinearInput::attn_heads: out = store(W); break;
+        case LinearInput::mlp_hidden: out = store(r4 ? apply_hadamard(f64(W)) : W); break;  // rows · H
+      }
+    }
     L.input_layernorm = ones(in.input_layernorm);
     L.post_attention_layernorm = ones(in.post_attention_layernorm);
     L.q_bias = store(in.q_bias);
@@ -45,9 +47,10 @@ LayerWeights rotate_layer(const ModelConfig& c, const LayerWeights& layer, const
     SPIN_CHECK(r1.sizes() == torch::IntArrayRef({c.hidden_size, c.hidden_size}), "R1 has shape ", r1.sizes(),
                " but hidden_size is ", c.hidden_size);
     const torch::Tensor r = r1.to(dtype);
-    for (torch::Tensor* t : {&L.q_proj, &L.k_proj, &L.v_proj, &L.gate_proj, &L.up_proj}) *t = t->matmul(r);
-    L.o_proj = r.t().matmul(L.o_proj);
-    L.down_proj = r.t().matmul(L.down_proj);
+    for (const Linear& l : layer_linears())  // consumers first, then producers: the order of R1's
+      if (l.reads_residual()) L.*l.weight = (L.*l.weight).matmul(r);  // gradient terms is part of the result
+    for (const Linear& l : layer_linears())
+      if (!l.reads_residual()) L.*l.weight = r.t().matmul(L.*l.weight);
   }
   if (r2.defined()) {
     const int64_t hd = c.head_dim, nkv = c.num_key_value_heads, nh = c.num_attention_heads, H = c.hidden_size;

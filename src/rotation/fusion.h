@@ -16,13 +16,9 @@
 
 #include "src/model/config.h"
 #include "src/model/weights.h"
+#include "src/rotation/init.h"
 
 namespace spin {
-
-struct Rotations {
-  torch::Tensor r1;               // [hidden, hidden] or undefined
-  std::vector<torch::Tensor> r2;  // num_hidden_layers × [head_dim, head_dim], or empty
-};
 
 // A copy with every RMSNorm weight folded into the linears that read it (norm weights become ones;
 // Qwen3's per-head q/k norms stay), lm_head untied from embed_tokens, and with `r4` R4's weight half

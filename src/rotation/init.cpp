@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <random>
+#include <sstream>
 
 #include "src/base/check.h"
 #include "src/kernels/hadamard.h"
@@ -10,19 +11,19 @@
 namespace spin {
 
 RotationInit parse_rotation_init(const std::string& name) {
-  if (name == "hadamard") return RotationInit::Hadamard;
-  if (name == "random-hadamard") return RotationInit::RandomHadamard;
-  if (name == "random") return RotationInit::Random;
-  if (name == "identity") return RotationInit::Identity;
+  if (name == "hadamard") return RotationInit::hadamard;
+  if (name == "random-hadamard") return RotationInit::random_hadamard;
+  if (name == "random") return RotationInit::random;
+  if (name == "identity") return RotationInit::identity;
   fail("unknown rotation init '", name, "' (expected hadamard, random-hadamard, random or identity)");
 }
 
 std::string to_string(RotationInit init) {
   switch (init) {
-    case RotationInit::Hadamard: return "hadamard";
-    case RotationInit::RandomHadamard: return "random-hadamard";
-    case RotationInit::Random: return "random";
-    case RotationInit::Identity: return "identity";
+    case RotationInit::hadamard: return "hadamard";
+    case RotationInit::random_hadamard: return "random-hadamard";
+    case RotationInit::random: return "random";
+    case RotationInit::identity: return "identity";
   }
   fail("invalid RotationInit value ", int(init));
 }
@@ -53,16 +54,38 @@ torch::Tensor seeded_gaussian(int64_t rows, int64_t cols, uint64_t seed) {
 torch::Tensor make_rotation(RotationInit init, int64_t n, uint64_t seed) {
   SPIN_CHECK(n >= 1, "rotation size must be positive, got n = ", n);
   switch (init) {
-    case RotationInit::Hadamard: return hadamard_matrix(n);
-    case RotationInit::RandomHadamard: return random_signs(n, seed).unsqueeze(1) * hadamard_matrix(n);  // diag(s) · H
-    case RotationInit::Random: {
+    case RotationInit::hadamard: return hadamard_matrix(n);
+    case RotationInit::random_hadamard: return random_signs(n, seed).unsqueeze(1) * hadamard_matrix(n);  // diag(s) · H
+    case RotationInit::random: {
       auto [q, r] = torch::linalg_qr(seeded_gaussian(n, n, seed));
       torch::Tensor sign = 1.0 - 2.0 * (r.diagonal() < 0).to(torch::kFloat64);
       return q * sign.unsqueeze(0);  // Q diag(sign): (Q diag(sign))ᵀ G = diag(sign) R has a positive diagonal
     }
-    case RotationInit::Identity: return torch::eye(n, torch::kFloat64);
+    case RotationInit::identity: return torch::eye(n, torch::kFloat64);
   }
   fail("invalid RotationInit value ", int(init));
+}
+
+RotationConfig RotationConfig::parse_list(const std::string& list, const std::string& where) {
+  RotationConfig rc;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item == "r1") rc.r1 = true;
+    else if (item == "r2") rc.r2 = true;
+    else if (item == "r3") rc.r3 = true;
+    else if (item == "r4") rc.r4 = true;
+    else if (!item.empty()) fail(where, ": unknown rotation '", item, "' (choose from r1, r2, r3, r4)");
+  }
+  return rc;
+}
+
+Rotations init_rotations(const ModelConfig& c, const RotationConfig& rc) {
+  Rotations r;
+  if (rc.r1) r.r1 = make_rotation(rc.init, c.hidden_size, rc.seed);
+  if (rc.r2)
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i) r.r2.push_back(make_rotation(rc.init, c.head_dim, rc.seed + 1 + i));
+  return r;
 }
 
 }  // namespace spin

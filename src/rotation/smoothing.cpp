@@ -32,12 +32,14 @@ LayerWeights smooth_layer(const ModelConfig& c, const LayerWeights& layer, const
   if (s.attn_in.defined()) {
     const torch::Tensor a = scale(s.attn_in);  // [hidden]
     L.input_layernorm = L.input_layernorm / a;
-    for (torch::Tensor* t : {&L.q_proj, &L.k_proj, &L.v_proj}) *t = *t * a;
+    for (const Linear& l : layer_linears())
+      if (l.input == LinearInput::attn_in) L.*l.weight = L.*l.weight * a;
   }
   if (s.mlp_in.defined()) {
     const torch::Tensor m = scale(s.mlp_in);
     L.post_attention_layernorm = L.post_attention_layernorm / m;
-    for (torch::Tensor* t : {&L.gate_proj, &L.up_proj}) *t = *t * m;
+    for (const Linear& l : layer_linears())
+      if (l.input == LinearInput::mlp_in) L.*l.weight = L.*l.weight * m;
   }
   if (s.v_out.defined()) {
     const int64_t hd = c.head_dim, nkv = c.num_key_value_heads, rep = c.num_attention_heads / nkv;

@@ -1,11 +1,13 @@
 #include "src/train/adapt.h"
 
 #include <algorithm>
+#include <iostream>
 #include <numeric>
 
 #include "data/calib_dataset.h"
 #include "src/base/check.h"
-#include "src/rotation/format.h"
+#include "optim/stiefel.h"
+#include "src/rotation/fusion.h"
 
 namespace spin {
 namespace {
@@ -145,8 +147,8 @@ std::vector<LayerActivations> collect_activations(const ModelConfig& c, const Mo
     a.heads = buffer(heads, c.num_attention_heads * c.head_dim);
   }
 
-  ForwardOptions float_model;  // base may hold down_proj·H: the float function needs x·H online
-  float_model.r4 = quant.r4;
+  // base may hold down_proj·H: the float function needs x·H online.
+  const ForwardOptions float_model = online_hadamards(false, quant.r4);
   const int64_t batch_rows = std::max<int64_t>(1, kTokensPerBatch / T);
   auto next = picks.begin();
   for (int64_t row = 0; row < N && next != picks.end(); row += batch_rows) {
@@ -166,15 +168,18 @@ std::vector<LayerActivations> collect_activations(const ModelConfig& c, const Mo
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
       const LayerWeights& L = base.layers[l];
       LayerActivations& a = acts[l];
-      const torch::Tensor h = rms_norm(x, L.input_layernorm, c.rms_norm_eps);
-      const torch::Tensor attn = attention_heads(c, L, h, float_model);
-      keep(a.attn_in, h);
-      keep(a.heads, attn);
-      if (a.values.defined()) keep(a.values, F::linear(h, L.v_proj, L.v_bias));
-      const torch::Tensor y = x + F::linear(attn, L.o_proj);
-      const torch::Tensor h2 = rms_norm(y, L.post_attention_layernorm, c.rms_norm_eps);
-      keep(a.mlp_in, h2);
-      x = y + F::linear(mlp_hidden(L, h2, float_model), L.down_proj);
+      x = decoder_layer(c, L, x, float_model, [&](LinearInput input, const torch::Tensor& t) {
+        switch (input) {
+          case LinearInput::attn_in:
+            keep(a.attn_in, t);
+            if (a.values.defined()) keep(a.values, F::linear(t, L.v_proj, L.v_bias));
+            break;
+          case LinearInput::attn_heads: keep(a.heads, t); break;
+          case LinearInput::mlp_in: keep(a.mlp_in, t); break;
+          case LinearInput::mlp_hidden: break;
+        }
+        return true;
+      });
     }
     next = end;
   }
@@ -192,10 +197,10 @@ std::vector<Term> r1_terms(const ModelWeights& w, const std::vector<LayerActivat
       add_term(terms, acts[l].mlp_in, act, Layout::rows);
     }
     if (weight.enabled()) {
-      for (const torch::Tensor& consumer : {L.q_proj, L.k_proj, L.v_proj, L.gate_proj, L.up_proj})
-        add_term(terms, consumer, weight, Layout::rows);
-      for (const torch::Tensor& producer : {L.o_proj, L.down_proj})
-        add_term(terms, producer.t(), weight, Layout::columns);
+      for (const Linear& l : layer_linears())  // consumers W·R1 (rows), then producers R1ᵀ·W (A = Wᵀ)
+        if (l.reads_residual()) add_term(terms, L.*l.weight, weight, Layout::rows);
+      for (const Linear& l : layer_linears())
+        if (!l.reads_residual()) add_term(terms, (L.*l.weight).t(), weight, Layout::columns);
     }
   }
   return terms;
@@ -224,7 +229,7 @@ torch::Tensor block_polar(const torch::Tensor& c, int64_t block) {
   SPIN_CHECK(c.dim() == 2 && c.size(0) == c.size(1), "block_polar: C must be square, got ", c.sizes());
   const int64_t n = c.size(0), b = effective_block(n, block, "the matrix");
   std::vector<torch::Tensor> blocks;
-  for (int64_t j = 0; j < n; j += b) blocks.push_back(nearest_orthogonal(c.narrow(0, j, b).narrow(1, j, b)));
+  for (int64_t j = 0; j < n; j += b) blocks.push_back(optim::nearest_orthogonal(c.narrow(0, j, b).narrow(1, j, b)));
   return torch::block_diag(blocks);
 }
 
@@ -258,6 +263,22 @@ AdaptResult adapt_rotations(const ModelConfig& c, const ModelWeights& base, cons
     }
   }
   return result;
+}
+
+LearnResult learn_adapt(const Job& job, Learnables& learnables) {
+  const TrainConfig& cfg = job.cfg;
+  const AdaptOptions options{cfg.adapt_steps, cfg.adapt_block_size, cfg.adapt_max_samples, cfg.rotation.seed};
+  const AdaptResult a = adapt_rotations(job.config, job.base, job.init, job.data.rows().to(cfg.device), cfg.weight,
+                                        cfg.student(), options);
+  for (const AdaptStageReport& st : a.stages) {
+    job.log.record({{"stage", st.name}, {"objective_before", st.before}, {"objective_after", st.after},
+                    {"terms", st.terms}, {"best_step", st.best_step}});
+    if (job.group.is_main() && !cfg.quiet)
+      std::cerr << "adapt " << st.name << ": relative quantization error " << st.before << " -> " << st.after
+                << " (best step " << st.best_step << ")" << std::endl;
+  }
+  learnables.rotations = a.rotations;
+  return {};
 }
 
 }  // namespace spin

@@ -33,6 +33,7 @@
 
 #include "src/model/forward.h"
 #include "src/rotation/fusion.h"
+#include "src/train/mode.h"
 
 namespace spin {
 
@@ -66,6 +67,12 @@ struct AdaptResult {
 AdaptResult adapt_rotations(const ModelConfig& config, const ModelWeights& base, const Rotations& init,
                             const torch::Tensor& ids, const QuantSpec& weight, const ForwardOptions& quant,
                             const AdaptOptions& options);
+
+// --mode adapt: adapt_rotations from job.init for the run's quantizers on job.data's rows (--adapt-steps,
+// --adapt-block-size, --adapt-max-samples; tokens sampled with --seed); the result replaces the
+// learnables' rotations. One log record per rotation ({"stage", "objective_before", "objective_after",
+// "terms", "best_step"}) and a line on stderr unless --quiet.
+LearnResult learn_adapt(const Job& job, Learnables& learnables);
 
 // argmax of tr(Bᵀ·C) over block-diagonal orthogonal B [n, n] with blocks of `block`: each diagonal
 // block of C replaced by its polar factor U·Vᵀ (SVD), off-diagonal blocks zero. C [n, n]; returns

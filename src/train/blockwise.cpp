@@ -1,11 +1,10 @@
 #include "src/train/blockwise.h"
 
 #include <chrono>
-#include <cmath>
-#include <optional>
 
-#include "data/batch_stream.h"
 #include "src/base/check.h"
+#include "src/rotation/fusion.h"
+#include "src/train/step.h"
 
 namespace spin {
 namespace {
@@ -30,10 +29,13 @@ torch::Tensor relative_mse(const torch::Tensor& out, const torch::Tensor& target
 
 }  // namespace
 
-BlockwiseSummary train_blockwise(const TrainConfig& cfg, const ModelConfig& c, const ModelWeights& base,
-                                 Learnables& learn, const torch::Tensor& ids, const ForwardOptions& student,
-                                 const ForwardOptions& teacher, TrainLog& log) {
-  BlockwiseSummary summary;
+LearnResult learn_blockwise(const Job& job, Learnables& learn) {
+  const TrainConfig& cfg = job.cfg;
+  const ModelConfig& c = job.config;
+  const ModelWeights& base = job.base;
+  const ForwardOptions student = cfg.student(), teacher = cfg.teacher();
+  const torch::Tensor ids = job.data.rows().to(cfg.device);
+  LearnResult result;
   const torch::Tensor r1 = learn.rotations.r1.defined() ? learn.rotations.r1.detach() : torch::Tensor();  // fixed
   torch::Tensor x_fp, x_q;
   {
@@ -44,8 +46,7 @@ BlockwiseSummary train_blockwise(const TrainConfig& cfg, const ModelConfig& c, c
     x_q = x_fp;
   }
   const int64_t layers = c.num_hidden_layers, T = ids.size(1);
-  const int64_t total_steps = layers * cfg.steps;
-  const auto t0 = Clock::now();
+  StepTimer timer(0, layers * cfg.steps, cfg.batch_size * cfg.grad_accum * T);
   const optim::LrSchedule schedule = make_schedule(cfg);
   for (int64_t i = 0; i < layers; ++i) {
     const auto layer_start = Clock::now();
@@ -59,7 +60,7 @@ BlockwiseSummary train_blockwise(const TrainConfig& cfg, const ModelConfig& c, c
       auto opt = make_optimizer(cfg, stiefel, euclidean);
       data::BatchStream rows(x_q, cfg.batch_size, cfg.rotation.seed + 7919ull * i);
       for (int64_t s = 0; s < cfg.steps; ++s) {
-        const auto ts = Clock::now();
+        timer.start();
         opt->zero_grad();
         // The layer's transform (rotate, smooth, quantize) once per step; every micro-batch's backward
         // but the last keeps its graph.
@@ -72,31 +73,22 @@ BlockwiseSummary train_blockwise(const TrainConfig& cfg, const ModelConfig& c, c
           l.backward({}, /*retain_graph=*/m + 1 < cfg.grad_accum);
           loss += l.item<double>();
         }
-        SPIN_CHECK(std::isfinite(loss), "spintrain: layer ", i, " step ", s + 1, ": loss is ", loss, "; stopping");
-        opt->set_lr_factor(schedule.factor(s));
-        opt->step();
-        learn.project();
-        std::optional<double> drift;
-        const double orth = repair_orthogonality(*opt, stiefel, cfg.reorth_threshold, drift);
-        const double dt = std::chrono::duration<double>(Clock::now() - ts).count();
-        const int64_t done = i * cfg.steps + s + 1;
-        const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-        nlohmann::json rec = {{"layer", i}, {"layers", layers}, {"step", s + 1}, {"steps", cfg.steps},
-                              {"loss", loss}, {"lr", cfg.lr * schedule.factor(s)}, {"orth_err", orth},
-                              {"tokens_per_s", cfg.batch_size * cfg.grad_accum * T / dt}, {"step_seconds", dt},
-                              {"eta_seconds", elapsed / done * (total_steps - done)}};
-        if (drift) rec["warning"] = orthogonality_warning(*drift, cfg.reorth_threshold);
-        log.step(rec);
-        summary.final_loss = loss;
-        summary.steps_run++;
+        nlohmann::json rec = take_step(*opt, schedule, learn, stiefel, cfg, s, loss, cat("spintrain: layer ", i, " step ", s + 1));
+        rec.update(timer.done(i * cfg.steps + s + 1));
+        rec["steps"] = cfg.steps;
+        rec["layer"] = i;
+        rec["layers"] = layers;
+        job.log.step(rec);
+        result.final_loss = loss;
+        result.steps_run++;
       }
     }
     x_q = layer_outputs(c, student_layer(c, base_layer, learn, i, cfg.weight), x_q, student, cfg.batch_size);
-    log.record({{"layer", i}, {"layer_mse_init", mse_init}, {"layer_mse_final", relative_mse(x_q, y_fp).item<double>()},
-                {"layer_seconds", std::chrono::duration<double>(Clock::now() - layer_start).count()}});
+    job.log.record({{"layer", i}, {"layer_mse_init", mse_init}, {"layer_mse_final", relative_mse(x_q, y_fp).item<double>()},
+                    {"layer_seconds", std::chrono::duration<double>(Clock::now() - layer_start).count()}});
     x_fp = y_fp;
   }
-  return summary;
+  return result;
 }
 
 }  // namespace spin

@@ -13,23 +13,14 @@
 // run on a few rows). The final norm and lm_head have nothing to learn.
 #pragma once
 
-#include "src/train/learnables.h"
-#include "src/model/forward.h"
-#include "src/train/log.h"
+#include "src/train/mode.h"
 
 namespace spin {
 
-struct BlockwiseSummary {
-  double final_loss = 0;  // the last step's loss (last layer)
-  int64_t steps_run = 0;  // over all layers
-};
-
-// ids [N, T] int64 on cfg.device. `learn` holds R1 (fixed), the R2 leaves and the scales; each layer gets
-// its own HybridOptimizer. `log` receives one record per step (layer, step, loss, lr, orth_err, ...) and
-// one per layer with the relative MSE over all rows before and after its training
-// ({"layer", "layer_mse_init", "layer_mse_final", "layer_seconds"}).
-BlockwiseSummary train_blockwise(const TrainConfig& cfg, const ModelConfig& config, const ModelWeights& base,
-                                 Learnables& learn, const torch::Tensor& ids, const ForwardOptions& student,
-                                 const ForwardOptions& teacher, TrainLog& log);
+// job.data's rows [N, T] are the calibration set; `learnables` holds R1 (fixed), the R2 leaves and the
+// scales; each layer gets its own HybridOptimizer. job.log receives one record per step (layer, step,
+// loss, lr, orth_err, ...) and one per layer with the relative MSE over all rows before and after its
+// training ({"layer", "layer_mse_init", "layer_mse_final", "layer_seconds"}).
+LearnResult learn_blockwise(const Job& job, Learnables& learnables);
 
 }  // namespace spin

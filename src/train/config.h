@@ -1,17 +1,31 @@
-// spintrain's configuration: one table of options shared by the command line and --config FILE.json.
-//
-// Every option has a key (the flag name without dashes, e.g. "wbits", "lr"), a type, a default and a
-// help text. Resolution: defaults < config file < flags given on the command line. The resolved JSON
-// is saved next to the results so a run can be repeated exactly (spintrain --config resolved.json).
+// spintrain's configuration: its options (src/cli/options.h: the shared quantizer and run options plus
+// spintrain's own), resolved from defaults < --config FILE.json < flags into a validated TrainConfig.
+// The resolved values are saved next to the results so a run can be repeated exactly
+// (spintrain --config OUT/spintrain_config.json).
 #pragma once
 
 #include <string>
 
-#include "src/cli/flags.h"
+#include "optim/lr_schedule.h"
+#include "src/cli/options.h"
 #include "src/kernels/fake_quant.h"
-#include "src/rotation/format.h"
+#include "src/model/forward.h"
+#include "src/rotation/init.h"
 
 namespace spin {
+
+// What is learned, and how (src/train/mode.h).
+enum class Mode {
+  e2e,        // end to end: R1, R2 and the scales through the whole quantized model (SpinQuant)
+  blockwise,  // R2 and the scales one layer at a time against the float layer's output; R1 fixed
+  adapt,      // closed-form R1/R2 by polar factors, no backpropagation
+};
+enum class Loss { ce, kl, kl_top };  // next-token CE, KL to the float model, KL on the teacher's top-k
+enum class Optimizer { cayley_sgd, cayley_adam };
+
+const char* to_string(Mode mode);
+const char* to_string(Loss loss);
+const char* to_string(Optimizer optimizer);
 
 struct TrainConfig {
   // inputs and outputs
@@ -21,15 +35,15 @@ struct TrainConfig {
   QuantSpec weight, act, key, value;
   // rotations
   RotationConfig rotation;
-  // what is learned, and how: "e2e" (end to end), "blockwise" (R2 + scales one layer at a time against
-  // the float layer, R1 fixed) or "adapt" (closed-form R1/R2, no backpropagation)
-  std::string mode;
+  Mode mode = Mode::e2e;
   bool smooth = false, learn_clip = false;  // learnable smoothing scales / weight clip ratios (Adam)
   double scale_lr = 0;
   std::string r1_from;  // take R1 from this rotated checkpoint instead of --init
   int64_t adapt_steps = 0, adapt_block_size = 0, adapt_max_samples = 0;
   // optimization
-  std::string optimizer, schedule, loss;
+  Optimizer optimizer = Optimizer::cayley_sgd;
+  optim::LrSchedule::Kind schedule = optim::LrSchedule::Kind::cosine;
+  Loss loss = Loss::kl;
   double lr = 0, momentum = 0;
   int64_t warmup = 0, steps = 0, batch_size = 0, grad_accum = 1, kl_topk = 0;
   // run control
@@ -42,16 +56,20 @@ struct TrainConfig {
   double reorth_threshold = 0;    // re-orthonormalise when max |R^T R - I| exceeds this
   bool resume = false, quiet = false, skip_baselines = false, resource_check = true, recompute = false;
 
-  nlohmann::json resolved;  // every key with its final value
+  cli::Values values;  // every option with its final value
+
+  cli::QuantFlags quant() const { return {weight, act, key, value}; }
+  // The quantized student's forward: the activation/KV quantizers and the online Hadamards R3/R4.
+  ForwardOptions student() const;
+  // The float model's forward on the folded base weights: R4's online half only (they hold down_proj·H).
+  ForwardOptions teacher() const { return online_hadamards(false, rotation.r4); }
 };
 
-// Builds the cxxopts parser from the option table.
-cxxopts::Options train_options();
+// spintrain's command line: every option, --config FILE.json, --help.
+cli::Program train_program();
 
-// Resolves defaults < --config file < explicit flags into a validated TrainConfig.
-TrainConfig resolve_train_config(const cxxopts::ParseResult& flags);
-
-// Same, from JSON alone (keys as in the table; missing keys take their defaults).
-TrainConfig train_config_from_json(const nlohmann::json& values, const std::string& where);
+// A validated TrainConfig from resolved option values (cli::parse(train_program(), ...) or
+// cli::from_json(train_program().options, ...)).
+TrainConfig train_config(const cli::Values& values);
 
 }  // namespace spin

@@ -2,7 +2,6 @@
 
 #include "optim/stiefel.h"
 #include "src/base/check.h"
-#include "src/rotation/format.h"
 
 namespace spin {
 
@@ -80,7 +79,7 @@ std::unique_ptr<optim::HybridOptimizer> make_optimizer(const TrainConfig& cfg, s
                                                        std::vector<torch::Tensor> euclidean) {
   std::vector<torch::optim::OptimizerParamGroup> groups;
   if (!stiefel.empty()) {
-    if (cfg.optimizer == "cayley-sgd") {
+    if (cfg.optimizer == Optimizer::cayley_sgd) {
       optim::CayleySGDOptions o;
       o.lr = cfg.lr;
       o.momentum = cfg.momentum;
@@ -103,26 +102,11 @@ std::unique_ptr<optim::HybridOptimizer> make_optimizer(const TrainConfig& cfg, s
 
 optim::LrSchedule make_schedule(const TrainConfig& cfg) {
   optim::LrSchedule schedule;
-  schedule.kind = optim::parse_schedule_kind(cfg.schedule, "--schedule");
+  schedule.kind = cfg.schedule;
   schedule.warmup_steps = cfg.warmup;
   schedule.total_steps = std::max<int64_t>(cfg.steps, 1);
   schedule.validate();
   return schedule;
-}
-
-double repair_orthogonality(const optim::HybridOptimizer& opt, const std::vector<torch::Tensor>& stiefel,
-                            double threshold, std::optional<double>& repaired_from) {
-  const double err = opt.max_orthogonality_error();
-  if (err <= threshold) return err;
-  torch::NoGradGuard g;
-  for (torch::Tensor p : stiefel) p.copy_(nearest_orthogonal(p));
-  repaired_from = err;
-  return opt.max_orthogonality_error();
-}
-
-std::string orthogonality_warning(double error, double threshold) {
-  return cat("orthogonality error ", error, " exceeded --reorth-threshold ", threshold,
-             "; rotations re-orthonormalised (polar factor)");
 }
 
 }  // namespace spin

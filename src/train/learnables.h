@@ -5,7 +5,6 @@
 #pragma once
 
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,13 +56,5 @@ std::unique_ptr<optim::HybridOptimizer> make_optimizer(const TrainConfig& cfg, s
 
 // --schedule/--warmup over --steps steps (each layer's steps in block-wise training).
 optim::LrSchedule make_schedule(const TrainConfig& cfg);
-
-// max |RᵀR − I| over `opt`'s Stiefel parameters after a step. Above `threshold` every matrix of
-// `stiefel` is first replaced by its nearest orthogonal matrix (polar factor, float64) and
-// `repaired_from` receives the error before the repair.
-double repair_orthogonality(const optim::HybridOptimizer& opt, const std::vector<torch::Tensor>& stiefel,
-                            double threshold, std::optional<double>& repaired_from);
-// The logged warning for a repair.
-std::string orthogonality_warning(double error, double threshold);
 
 }  // namespace spin

@@ -1,17 +1,14 @@
-// The spintrain job: learn rotations (and, with --smooth/--learn-clip, smoothing scales and clip
-// ratios) under the fake-quant proxy, then fuse, evaluate and export. --mode e2e is the loop below;
-// --mode blockwise (src/train/blockwise.h) and --mode adapt (src/train/adapt.h) replace it; evaluation
-// and export are shared.
-//
-// Per e2e optimizer step:
-//   Wq = student_weights(base, learnables)       rotate → smooth → fake-quant (src/train/learnables.h), once
-//                                                 per step, in the training dtype, with autograd
-//   for each micro-batch: loss(forward(Wq as detached leaves)).backward()   gradients pile up on the leaves
-//   Wq.backward(leaf gradients)                   one backward to R1/R2, scales and clip ratios
-//   optimizer.step()                              Cayley SGD/Adam on R (stays orthogonal), Adam on the rest
-// base = fold_norms (+ R4's weight half) of the input model in the training dtype, frozen, kept once.
-// The float teacher for KL losses is `base` itself evaluated without rotation or quantization (same
-// function as the input model), so no second copy of the weights exists.
+// The spintrain job, top to bottom:
+//   load       the input checkpoint (config.json + safetensors) and the calibration rows
+//   fold       norms folded into the linears, lm_head untied, R4's weight half: `base`, frozen, in the
+//              training dtype; the stored weights are dropped until the export
+//   learnables the initial rotations (--init, or R1 from --r1-from), smoothing scales, clip ratios
+//   learn      --mode e2e / blockwise / adapt (src/train/mode.h), logging every step
+//   fuse       the learned rotations snapped to the orthogonal group and fused in float64 into the
+//              stored weights, reloaded from --model (refused if they changed on disk meanwhile)
+//   evaluate   float / RTN / RTN + initial rotation / RTN + learned on --eval-data
+//   export     a plain HF checkpoint + rotation section + rotations.safetensors (+ clip ratios), atomically
+// Before learning, the export's disk space and the job's memory are checked (--resource-check).
 #pragma once
 
 #include "src/train/config.h"
@@ -25,7 +22,7 @@ struct TrainSummary {
   int64_t steps_run = 0;
 };
 
-// Runs the whole job described by `config` (train, export to config.out, evaluate).
+// Runs the whole job described by `config`; ranks other than 0 only learn.
 TrainSummary run_spintrain(const TrainConfig& config);
 
 }  // namespace spin

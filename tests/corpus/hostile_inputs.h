@@ -1,4 +1,4 @@
-// The hostile-input corpus of issue 10, generated at test time (no binary files are committed).
+// The hostile-input corpus, generated at test time (no binary files are committed).
 //
 // build(dir) derives every bad input from the bundled stories260K model and eval set: a damaged copy
 // of a checkpoint directory or token file per case, each paired with the file the error must name and
