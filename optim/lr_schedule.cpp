@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "src/base/check.h"
+#include "src/base/names.h"
 
 namespace spin::optim {
 
@@ -35,11 +36,10 @@ void LrSchedule::validate() const {
 }
 
 LrSchedule::Kind parse_schedule_kind(const std::string& name, const std::string& what) {
-  if (name == "constant") return LrSchedule::Kind::constant;
-  if (name == "linear") return LrSchedule::Kind::linear;
-  if (name == "cosine") return LrSchedule::Kind::cosine;
-  if (name == "step") return LrSchedule::Kind::step;
-  fail(what, ": unknown lr schedule '", name, "' (expected constant, linear, cosine or step)");
+  using K = LrSchedule::Kind;
+  static const std::pair<const char*, K> kinds[] = {
+      {"constant", K::constant}, {"linear", K::linear}, {"cosine", K::cosine}, {"step", K::step}};
+  return from_name(kinds, name, what, "lr schedule");
 }
 
 }  // namespace spin::optim

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "src/base/check.h"
+#include "src/base/names.h"
 
 namespace spin::optim {
 
@@ -23,21 +24,16 @@ torch::Tensor cayley_generator(const torch::Tensor& X, const torch::Tensor& M) {
 
 double norm_1(const torch::Tensor& W) { return W.abs().sum(0).max().item<double>(); }
 
+namespace {
+const std::pair<const char*, Retraction> kRetractions[] = {
+    {"cayley", Retraction::cayley_iterative}, {"cayley_exact", Retraction::cayley_exact}, {"qr", Retraction::qr}};
+}  // namespace
+
 Retraction parse_retraction(const std::string& name, const std::string& what) {
-  if (name == "cayley") return Retraction::cayley_iterative;
-  if (name == "cayley_exact") return Retraction::cayley_exact;
-  if (name == "qr") return Retraction::qr;
-  fail(what, ": unknown retraction '", name, "' (expected cayley, cayley_exact or qr)");
+  return from_name(kRetractions, name, what, "retraction");
 }
 
-const char* retraction_name(Retraction r) {
-  switch (r) {
-    case Retraction::cayley_iterative: return "cayley";
-    case Retraction::cayley_exact: return "cayley_exact";
-    case Retraction::qr: return "qr";
-  }
-  return "?";
-}
+const char* retraction_name(Retraction r) { return name_of(kRetractions, r); }
 
 torch::Tensor cayley_retract(const torch::Tensor& X, const torch::Tensor& W, double alpha, int iterations) {
   SPIN_CHECK(iterations >= 1, "cayley_retract: iterations must be >= 1, got ", iterations);

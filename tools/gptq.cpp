@@ -6,6 +6,7 @@
 
 #include "data/calib_dataset.h"
 #include "src/base/check.h"
+#include "src/base/names.h"
 #include "src/cli/main.h"
 #include "src/quant/gptq_format.h"
 #include "src/quant/gptq_model.h"
@@ -18,12 +19,7 @@ namespace fs = std::filesystem;
 namespace {
 
 enum class Format { gptq, fake };
-
-Format parse_format(const std::string& name) {
-  if (name == "gptq") return Format::gptq;
-  if (name == "fake") return Format::fake;
-  fail("--format: unknown format '", name, "' (choose gptq or fake)");
-}
+const std::pair<const char*, Format> kFormats[] = {{"gptq", Format::gptq}, {"fake", Format::fake}};
 
 }  // namespace
 
@@ -52,7 +48,7 @@ int main(int argc, char** argv) {
   return cli::tool_main(argc, argv, program, [](const cli::Values& v) {
     SPIN_CHECK(!v.text("model").empty() && !v.text("calib").empty() && !v.text("out").empty(),
                "spin-gptq: --model, --calib and --out are required (see --help)");
-    const Format format = parse_format(v.text("format"));
+    const Format format = from_name(kFormats, v.text("format"), "--format", "format");
     const cli::RunFlags run = cli::run_flags(v);
 
     GptqModelOptions opt;

@@ -6,27 +6,21 @@
 #include <sstream>
 
 #include "src/base/check.h"
+#include "src/base/names.h"
 #include "src/kernels/hadamard.h"
 
 namespace spin {
 
-RotationInit parse_rotation_init(const std::string& name) {
-  if (name == "hadamard") return RotationInit::hadamard;
-  if (name == "random-hadamard") return RotationInit::random_hadamard;
-  if (name == "random") return RotationInit::random;
-  if (name == "identity") return RotationInit::identity;
-  fail("unknown rotation init '", name, "' (expected hadamard, random-hadamard, random or identity)");
-}
+namespace {
+const std::pair<const char*, RotationInit> kInits[] = {{"hadamard", RotationInit::hadamard},
+                                                       {"random-hadamard", RotationInit::random_hadamard},
+                                                       {"random", RotationInit::random},
+                                                       {"identity", RotationInit::identity}};
+}  // namespace
 
-std::string to_string(RotationInit init) {
-  switch (init) {
-    case RotationInit::hadamard: return "hadamard";
-    case RotationInit::random_hadamard: return "random-hadamard";
-    case RotationInit::random: return "random";
-    case RotationInit::identity: return "identity";
-  }
-  fail("invalid RotationInit value ", int(init));
-}
+RotationInit parse_rotation_init(const std::string& name) { return from_name(kInits, name, "--init", "rotation init"); }
+
+std::string to_string(RotationInit init) { return name_of(kInits, init); }
 
 torch::Tensor random_signs(int64_t n, uint64_t seed) {
   std::mt19937_64 gen(seed);

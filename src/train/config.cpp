@@ -1,6 +1,7 @@
 #include "src/train/config.h"
 
 #include "src/base/check.h"
+#include "src/base/names.h"
 
 namespace spin {
 namespace {
@@ -74,33 +75,16 @@ std::vector<Option> train_options() {
   };
 }
 
-template <typename Enum, size_t N>
-Enum parse_enum(const std::string& text, const std::pair<const char*, Enum> (&names)[N], const std::string& what) {
-  std::string choices;
-  for (const auto& [name, value] : names) {
-    if (text == name) return value;
-    choices += choices.empty() ? name : cat(", ", name);
-  }
-  fail(what, " '", text, "' is not one of ", choices);
-}
-
 const std::pair<const char*, Mode> kModes[] = {{"e2e", Mode::e2e}, {"blockwise", Mode::blockwise}, {"adapt", Mode::adapt}};
 const std::pair<const char*, Loss> kLosses[] = {{"ce", Loss::ce}, {"kl", Loss::kl}, {"kl-top", Loss::kl_top}};
 const std::pair<const char*, Optimizer> kOptimizers[] = {{"cayley-sgd", Optimizer::cayley_sgd},
                                                          {"cayley-adam", Optimizer::cayley_adam}};
 
-template <typename Enum, size_t N>
-const char* name_of(Enum e, const std::pair<const char*, Enum> (&names)[N]) {
-  for (const auto& [name, value] : names)
-    if (value == e) return name;
-  return "?";
-}
-
 }  // namespace
 
-const char* to_string(Mode mode) { return name_of(mode, kModes); }
-const char* to_string(Loss loss) { return name_of(loss, kLosses); }
-const char* to_string(Optimizer optimizer) { return name_of(optimizer, kOptimizers); }
+const char* to_string(Mode mode) { return name_of(kModes, mode); }
+const char* to_string(Loss loss) { return name_of(kLosses, loss); }
+const char* to_string(Optimizer optimizer) { return name_of(kOptimizers, optimizer); }
 
 ForwardOptions TrainConfig::student() const {
   ForwardOptions o = online_hadamards(rotation.r3, rotation.r4);
@@ -146,7 +130,7 @@ TrainConfig train_config(const cli::Values& v) {
   c.rotation.init = parse_rotation_init(v.text("init"));
   c.rotation.seed = uint64_t(v.integer("seed"));
   c.rotation.learned = true;
-  c.mode = parse_enum(v.text("mode"), kModes, where + ": mode");
+  c.mode = from_name(kModes, v.text("mode"), where, "mode");
   c.r1_from = v.text("r1-from");
   c.smooth = v.flag("smooth");
   c.learn_clip = v.flag("learn-clip");
@@ -158,9 +142,9 @@ TrainConfig train_config(const cli::Values& v) {
              ": scale-lr and adapt-max-samples must be positive, adapt-steps and adapt-block-size not negative");
   SPIN_CHECK(c.mode != Mode::adapt || (!c.smooth && !c.learn_clip), where,
              ": --smooth and --learn-clip are learned by backpropagation: use them with --mode e2e or blockwise");
-  c.optimizer = parse_enum(v.text("optimizer"), kOptimizers, where + ": optimizer");
+  c.optimizer = from_name(kOptimizers, v.text("optimizer"), where, "optimizer");
   c.schedule = optim::parse_schedule_kind(v.text("schedule"), "--schedule");
-  c.loss = parse_enum(v.text("loss"), kLosses, where + ": loss");
+  c.loss = from_name(kLosses, v.text("loss"), where, "loss");
   c.lr = v.real("lr");
   c.momentum = v.real("momentum");
   c.warmup = v.integer("warmup");
