@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ccache libtorch-dev libeigen3-dev libhdf5-dev libcxxopts-dev
-          nlohmann-json3-dev libgtest-dev libgloo-dev libopenblas0-pthread
+          nlohmann-json3-dev libgtest-dev libgloo-dev libopenblas0-pthread libpcre2-dev libicu-dev pkg-config
           python3-torch python3-h5py python3-numpy python3-matplotlib time)
 missing=()
 for p in "${PACKAGES[@]}"; do
