@@ -399,6 +399,7 @@ void split_piece(const Piece& piece, const Ranges& matches, Behavior behavior, b
       std::reverse(kept.begin(), kept.end());
       break;
   }
+  if (out.capacity() < out.size() + kept.size()) out.reserve(std::max(out.size() + kept.size(), 2 * out.capacity()));
   for (const Part& k : kept)
     if (!k.match && k.end > k.begin) out.push_back({s.substr(k.begin, k.end - k.begin), piece.at_start && k.begin == 0});
 }
@@ -422,6 +423,7 @@ struct ByteLevel : PreTokenizer {
   void apply(std::vector<Piece>& pieces) const override {
     const auto& table = byte_level_table().byte_to_utf8;
     std::vector<Piece> split;
+    split.reserve(pieces.size());
     Ranges matches;
     for (Piece& p : pieces) {
       if (add_prefix_space && p.text[0] != ' ') p.text.insert(0, " ");
@@ -448,7 +450,7 @@ struct Split : PreTokenizer {  // ref: pre_tokenizers/split.rs
   bool invert = false;
   void apply(std::vector<Piece>& pieces) const override {
     std::vector<Piece> out;
-    out.reserve(pieces.size() * 2);
+    out.reserve(pieces.size());
     Ranges matches;
     for (const Piece& p : pieces) {
       pattern->find_all(p.text, matches);
@@ -1036,14 +1038,9 @@ struct HfTokenizer::Impl {
     for (const auto& n : normalizers) n->apply(text);
   }
 
+  // Appends the ids of one pre-token: the cached result, else the whole pre-token when
+  // ignore_merges and it is in the vocabulary, else BPE.
   void model(const std::string& word, std::vector<int>& out) const {
-    if (bpe.ignore_merges) {
-      const auto it = bpe.vocab.find(word);
-      if (it != bpe.vocab.end()) {
-        out.push_back(it->second);
-        return;
-      }
-    }
     const bool cacheable = word.size() < kMaxCachedBytes;
     if (cacheable) {
       std::lock_guard<std::mutex> lock(cache_mutex);
@@ -1055,7 +1052,9 @@ struct HfTokenizer::Impl {
       }
     }
     const size_t before = out.size();
-    bpe.tokenize(word, out);
+    const auto whole = bpe.ignore_merges ? bpe.vocab.find(word) : bpe.vocab.end();
+    if (whole != bpe.vocab.end()) out.push_back(whole->second);
+    else bpe.tokenize(word, out);
     if (cacheable) {
       std::lock_guard<std::mutex> lock(cache_mutex);
       if (cache.size() < kMaxCachedWords && !cache.count(word)) {
