@@ -35,6 +35,11 @@ using Ranges = std::vector<std::pair<size_t, size_t>>;  // byte ranges [begin, e
 
 // `s` as a JSON string literal: quoted, control characters escaped, so error messages stay one line.
 std::string quote(const std::string& s) { return json(s).dump(-1, ' ', false, json::error_handler_t::replace); }
+// The same without the quotes, for values shown in '...'.
+std::string escaped(const std::string& s) {
+  const std::string q = quote(s);
+  return q.substr(1, q.size() - 2);
+}
 
 // ---------------------------------------------------------------------------------------------
 // JSON access with errors of one line naming the file and the field, e.g.
@@ -95,7 +100,7 @@ class Field {
   }
   // "X.type 'Whitespace' is not supported (supported: ...)"
   [[noreturn]] void unsupported_type(const std::string& type, const char* supported) const {
-    fail(*file_, ": ", path_, ".type '", type, "' is not supported (supported: ", supported, ")");
+    fail(*file_, ": ", path_, ".type '", escaped(type), "' is not supported (supported: ", supported, ")");
   }
 
  private:
@@ -280,9 +285,11 @@ struct Strip : Normalizer {  // leading / trailing White_Space characters
   bool left = false, right = false;
   void apply(std::string& text) const override {
     size_t begin = 0, end = text.size();
-    if (left)
-      for (size_t i = 0; i < end; begin = i)
-        if (!u_isUWhiteSpace(next_code_point(text, i))) break;
+    while (left && begin < end) {
+      size_t next = begin;
+      if (!u_isUWhiteSpace(next_code_point(text, next))) break;
+      begin = next;
+    }
     if (right)
       while (end > begin) {
         int32_t i = int32_t(end);
@@ -513,7 +520,7 @@ PrependScheme parse_prepend_scheme(const Field& f) {
     if (v == "always") s = PrependScheme::Always;
     else if (v == "first") s = PrependScheme::First;
     else if (v == "never") s = PrependScheme::Never;
-    else scheme.error(" '", v, "' is not one of always, first, never");
+    else scheme.error(" '", escaped(v), "' is not one of always, first, never");
   }
   // Older files say add_prefix_space instead; false must come with prepend_scheme never.
   const Field legacy = f["add_prefix_space"];
@@ -555,7 +562,7 @@ void parse_pre_tokenizer(const Field& f, const std::string& file, std::vector<st
     else if (b == "MergedWithPrevious") s->behavior = Behavior::MergedWithPrevious;
     else if (b == "MergedWithNext") s->behavior = Behavior::MergedWithNext;
     else if (b == "Contiguous") s->behavior = Behavior::Contiguous;
-    else behavior.error(" '", b, "' is not one of Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous");
+    else behavior.error(" '", escaped(b), "' is not one of Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous");
     s->invert = f["invert"].boolean();
     out.push_back(std::move(s));
   } else if (type == "Metaspace") {
@@ -682,7 +689,7 @@ struct StripDecoder : Decoder {
   void apply(Tokens& tokens) const override {
     for (std::string& t : tokens) {
       size_t begin = 0, end = t.size();
-      for (size_t i = 0; i < start && t.compare(begin, content.size(), content) == 0 && begin < end; ++i)
+      for (size_t i = 0; i < start && begin < end && t.compare(begin, content.size(), content) == 0; ++i)
         begin += content.size();
       for (size_t i = 0; i < stop && end >= begin + content.size() &&
                          t.compare(end - content.size(), content.size(), content) == 0;
@@ -1077,7 +1084,7 @@ HfTokenizer::HfTokenizer(const std::string& path) : impl_(std::make_unique<Impl>
   // ---- model
   const Field model = root["model"];
   const std::string type = model["type"].string();
-  if (type != "BPE") fail(path, ": model.type '", type, "' is not supported (supported: BPE)");
+  if (type != "BPE") fail(path, ": model.type '", escaped(type), "' is not supported (supported: BPE)");
   const Field dropout = model["dropout"];
   if (!dropout.null() && !(dropout.value().is_number() && dropout.value().get<double>() == 0))
     dropout.error(" = ", dropout.value().dump(), ": BPE dropout makes encoding random; only null is supported");

@@ -3,6 +3,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <cstdio>
+
 #include "src/check.h"
 
 namespace spin::data {
@@ -12,6 +14,21 @@ std::string pcre2_message(int code) {
   PCRE2_UCHAR buffer[256];
   if (pcre2_get_error_message(code, buffer, sizeof buffer) < 0) return "PCRE2 error " + std::to_string(code);
   return reinterpret_cast<const char*>(buffer);
+}
+
+// `s` with control characters written as \xNN, so that error messages stay one line.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c != 0x7F) {
+      out += char(c);
+      continue;
+    }
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "\\x%02X", c);
+    out += buf;
+  }
+  return out;
 }
 
 // Rewrites the escapes whose meaning differs between Oniguruma and PCRE2 (see the header); refuses
@@ -29,7 +46,7 @@ std::string adapt_oniguruma_pattern(const std::string& pattern, const std::strin
       case 's': out += "\\p{White_Space}"; break;
       case 'S': out += "\\P{White_Space}"; break;
       case 'h': case 'H': case 'w': case 'W': case 'b': case 'B': case 'G':
-        fail(where, ": the escape \\", c, " in '", pattern, "' means different things in Oniguruma (Hugging Face "
+        fail(where, ": the escape \\", c, " in '", printable(pattern), "' means different things in Oniguruma (Hugging Face "
              "tokenizers) and PCRE2; not supported");
       case 'Q': {
         const size_t end = pattern.find("\\E", i + 1);
@@ -60,7 +77,7 @@ UnicodeRegex::UnicodeRegex(const std::string& pattern, bool literal, const std::
   PCRE2_SIZE offset = 0;
   re_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(source.data()), source.size(), options, &error, &offset,
                             nullptr);
-  SPIN_CHECK(re_->code, where, ": cannot compile the pattern '", pattern, "': ", pcre2_message(error), " at offset ",
+  SPIN_CHECK(re_->code, where, ": cannot compile the pattern '", printable(pattern), "': ", pcre2_message(error), " at offset ",
              offset);
   uint32_t have_jit = 0;
   pcre2_config(PCRE2_CONFIG_JIT, &have_jit);
