@@ -361,6 +361,31 @@ TEST(TokenizerJson, ByteLevelWithGpt2RegexMatchesTokenizersJs) {
   EXPECT_EQ(tok.pre_tokenize("\xef\xbb\xbf" "BOM"), (std::vector<std::string>{space + bom, "BOM"}));
 }
 
+// byte_fallback with the 256 <0xXX> tokens (tinystories656k declares byte_fallback but has none of
+// them, so there every unknown character is <unk>): characters outside the vocabulary become their
+// UTF-8 bytes, and the ByteFallback decoder turns them back into text.
+TEST(TokenizerJson, ByteFallbackMatchesTokenizersJs) {
+  SKIP_WITHOUT_ORACLE();
+  SKIP_WITHOUT_SHARED();
+  const fs::path path = variant(kTiny, "byte_fallback", [](json& d) {
+    for (int b = 0; b < 256; ++b) {
+      char name[8];
+      std::snprintf(name, sizeof name, "<0x%02X>", b);
+      d["model"]["vocab"][name] = 2048 + b;
+    }
+  });
+  const HfTokenizer tok(path.string());
+  EXPECT_EQ(tok.encode("\xe6\x97\xa5"), (Ids{tok.token_to_id("\xe2\x96\x81"), 2048 + 0xE6, 2048 + 0x97, 2048 + 0xA5}));
+  // Tokenizers.js decodes byte runs with a TextDecoder that drops a leading U+FEFF; the Rust
+  // library (String::from_utf8) keeps it, so that text is checked apart.
+  std::vector<Text> texts;
+  for (const Text& t : varied_texts())
+    if (t.text.find("\xef\xbb\xbf") == std::string::npos) texts.push_back(t);
+  compare_with_oracle(tok, "byte_fallback", texts, kSpecialNames, Expect());
+  const std::string bom = "\xef\xbb\xbf" "BOM";
+  EXPECT_EQ(tok.decode(tok.encode(bom)), bom);
+}
+
 // SentencePiece style: Metaspace pre-tokenizer and decoder (prepend_scheme first, no split: the
 // oracle does not split), added tokens with lstrip / rstrip, normalized: false.
 TEST(TokenizerJson, MetaspaceAndStrippedAddedTokensMatchTokenizersJs) {
@@ -434,6 +459,18 @@ TEST(TokenizerJson, NormalizersDigitsAndSplitMatchTokenizersJs) {
   expect.lossy = true;
   expect.fused_unk = tok.token_to_id("<unk>");
   compare_with_oracle(tok, "normalizers", texts, {}, expect);
+
+  // The other Unicode normalization forms.
+  for (const char* form : {"NFD", "NFKD"}) {
+    const fs::path other = variant(kTiny, form, [&](json& d) {
+      d["normalizer"]["normalizers"].insert(d["normalizer"]["normalizers"].begin(), json{{"type", form}});
+    });
+    const HfTokenizer t(other.string());
+    Expect forms;
+    forms.lossy = true;
+    forms.fused_unk = t.token_to_id("<unk>");
+    compare_with_oracle(t, form, {{"caf\xc3\xa9 na\xc3\xafve \xef\xac\x81ne \xe2\x91\xa0 \xed\x95\x9c x\xc2\xb2"}}, {}, forms);
+  }
 
   // Split with a String pattern, invert: only the matches stay (as Removed keeps the non-matches).
   const fs::path inverted = variant(kTiny, "split_invert", [](json& d) {
