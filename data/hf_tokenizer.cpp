@@ -1226,7 +1226,7 @@ std::string HfTokenizer::decode(const std::vector<int>& ids, bool skip_special_t
   tokens.reserve(ids.size());
   for (int id : ids) {
     SPIN_CHECK(id >= 0 && id < vocab_size() && m.has_token[size_t(id)], m.path, ": token id ", id,
-               id >= 0 && id < vocab_size() ? " has no token" : " is outside [0, vocab_size)");
+               id >= 0 && id < vocab_size() ? " has no token" : cat(" is outside [0, ", vocab_size(), ")"));
     if (skip_special_tokens && m.special[size_t(id)]) continue;
     tokens.push_back(m.id_to_token[size_t(id)]);
   }

@@ -1,5 +1,6 @@
 #include "data/tokenizer.h"
 
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -151,12 +152,13 @@ std::unique_ptr<Tokenizer> open_tokenizer(const std::string& path) {
     else if (fs::is_regular_file(file / "tokenizer.model")) file /= "tokenizer.model";
     else fail(path, ": the directory has neither tokenizer.json nor tokenizer.model");
   }
-  // A tokenizer.json is a JSON object; a tokenizer.model is a protobuf, which never starts with '{'.
+  // A tokenizer.json is a JSON object (after blanks or a UTF-8 byte order mark); a tokenizer.model
+  // is a protobuf, whose first byte is a field tag, never '{'.
   char first = 0;
   {
     std::ifstream in(file, std::ios::binary);
     SPIN_CHECK(in, file.string(), ": cannot open tokenizer");
-    while (in.get(first) && (first == ' ' || first == '\t' || first == '\n' || first == '\r')) {
+    while (in.get(first) && first != '\0' && std::strchr(" \t\n\r\xEF\xBB\xBF", first) != nullptr) {
     }
   }
   const fs::path dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
