@@ -1087,7 +1087,7 @@ HfTokenizer::HfTokenizer(const std::string& path) : impl_(std::make_unique<Impl>
   if (type != "BPE") fail(path, ": model.type '", escaped(type), "' is not supported (supported: BPE)");
   const Field dropout = model["dropout"];
   if (!dropout.null() && !(dropout.value().is_number() && dropout.value().get<double>() == 0))
-    dropout.error(" = ", dropout.value().dump(), ": BPE dropout makes encoding random; only null is supported");
+    dropout.error(" = ", dropout.value().dump(), ": BPE dropout makes encoding random; only null (or 0) is supported");
   Bpe& bpe = m.bpe;
   bpe.file = path;
   bpe.byte_fallback = model["byte_fallback"].boolean_or(false);
