@@ -215,6 +215,12 @@ std::vector<int> SentencePieceBpe::encode(const std::string& text) const {
   return ids;
 }
 
+int SentencePieceBpe::piece_to_id(const std::string& piece) const {
+  for (size_t id = 0; id < pieces_.size(); ++id)
+    if (pieces_[id].text == piece) return static_cast<int>(id);
+  return -1;
+}
+
 std::string SentencePieceBpe::decode(const std::vector<int>& ids) const {
   std::string out;
   bool first = true;

@@ -28,6 +28,8 @@ class SentencePieceBpe {
   int vocab_size() const { return static_cast<int>(pieces_.size()); }
   int bos_id() const { return bos_id_; }  // -1: none
   int eos_id() const { return eos_id_; }  // -1: none
+  // Id of the piece spelled `piece` (of any type, e.g. "<s>"), or -1.
+  int piece_to_id(const std::string& piece) const;
 
  private:
   enum Type { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
