@@ -21,8 +21,8 @@
 #include <utility>
 
 #include "data/unicode_regex.h"
-#include "src/check.h"
-#include "src/json_input.h"
+#include "src/base/check.h"
+#include "src/base/json_input.h"
 
 // The Rust tokenizers sources named below ("ref: ...") are the ones this follows; paths are relative
 // to https://github.com/huggingface/tokenizers/tree/main/tokenizers/src.

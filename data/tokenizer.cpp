@@ -7,8 +7,8 @@
 
 #include "data/hf_tokenizer.h"
 #include "data/sentencepiece_bpe.h"
-#include "src/check.h"
-#include "src/json_input.h"
+#include "src/base/check.h"
+#include "src/base/json_input.h"
 
 namespace spin::data {
 namespace {

@@ -5,7 +5,7 @@
 
 #include <cstdio>
 
-#include "src/check.h"
+#include "src/base/check.h"
 
 namespace spin::data {
 namespace {

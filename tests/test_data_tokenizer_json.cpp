@@ -33,7 +33,7 @@
 #include "data/hf_tokenizer.h"
 #include "data/sentencepiece_bpe.h"
 #include "data/tokenizer.h"
-#include "src/check.h"
+#include "src/base/check.h"
 #include "tests/test_util.h"
 
 namespace {
