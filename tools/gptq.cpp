@@ -1,8 +1,8 @@
 // spin-gptq: sequential GPTQ of a (rotated) checkpoint on HDF5 calibration ids, written in the GPTQ
 // checkpoint format (src/quant/gptq_format.h) or as dequantized float weights for spin-eval (--format fake).
-// A rotated checkpoint keeps its `rotation` section and its online Hadamards are honoured. A model
-// whose linears do not pack in the GPTQ format is refused before any work, unless --pad-intermediate
-// makes them pack.
+// A rotated checkpoint keeps its `rotation` section (less spintrain --learn-clip's weight_clip_file:
+// GPTQ picks its own scales) and its online Hadamards are honoured. A model whose linears do not pack
+// in the GPTQ format is refused before any work, unless --pad-intermediate makes them pack.
 #include <chrono>
 #include <iostream>
 
@@ -70,10 +70,15 @@ int main(int argc, char** argv) {
     if (format == "gptq") check_gptq_packable(c, pad, m.rotation.r4, model_dir.string());
     if (pad) check_pad_intermediate(c, m.rotation.r4, model_dir.string());
     // The output's config: intermediate_size padded (GPTQ itself runs on the model as it is; the
-    // padding is appended to its results).
+    // padding is appended to its results) and the learned clip reference dropped.
     const int64_t inter = pad ? gptq_packable_size(c.intermediate_size) : c.intermediate_size;
     ModelConfig out_config = with_intermediate_size(c, inter);
     nlohmann::json notes = nlohmann::json::object();
+    if (nlohmann::json clip = drop_learned_clip(out_config.json); !clip.is_null()) {
+      notes["learned_weight_clip"] = clip;
+      std::cerr << "spin-gptq: the learned clip ratios (" << clip["source_file"].get<std::string>()
+                << ") are not applied: GPTQ chooses its own scales\n";
+    }
     if (inter != c.intermediate_size)
       notes["intermediate_size_padded"] = {
           {"from", c.intermediate_size},

@@ -222,6 +222,18 @@ QuantizedWeight pad_quantized(const QuantizedWeight& q, int64_t out, int64_t in,
   return p;
 }
 
+nlohmann::json drop_learned_clip(nlohmann::json& config_json) {
+  if (!config_json.contains("rotation") || !config_json["rotation"].is_object() ||
+      !config_json["rotation"].contains("weight_clip_file"))
+    return nullptr;
+  const nlohmann::json file = config_json["rotation"]["weight_clip_file"];
+  config_json["rotation"].erase("weight_clip_file");
+  return {{"applied", false},
+          {"source_file", file},
+          {"reason", "GPTQ chooses its own scales; the learned clip ratios of spintrain --learn-clip were not used "
+                     "and their file is not part of this checkpoint"}};
+}
+
 bool is_quantized_linear(const std::string& name) {
   if (name.rfind("model.layers.", 0) != 0) return false;
   for (const char* s : {".self_attn.q_proj.weight", ".self_attn.k_proj.weight", ".self_attn.v_proj.weight",

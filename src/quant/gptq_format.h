@@ -23,7 +23,8 @@
 //   "quantization_config": {"quant_method": "gptq", "bits", "group_size" (-1: per row), "desc_act", "sym",
 //                            "damp_percent", "static_groups": false, "true_sequential": true,
 //                            "checkpoint_format": "gptq", "spintrain": {nsamples, seq_len, notes...}}
-// and keeps every other field, including spintrain's `rotation` section (see src/rotation/format.h).
+// and keeps every other field, including spintrain's `rotation` section (see src/rotation/format.h)
+// less its weight_clip_file (drop_learned_clip).
 #pragma once
 
 #include <filesystem>
@@ -74,6 +75,11 @@ ModelWeights pad_intermediate(const ModelConfig& config, const ModelWeights& wei
 // The real rows and columns keep their codes, scales, zeros and groups.
 QuantizedWeight pad_quantized(const QuantizedWeight& q, int64_t out, int64_t in, int64_t groupsize);
 
+// GPTQ chooses its own scales, so the learned clip ratios of spintrain --learn-clip (the rotation
+// section's weight_clip_file) do not apply to GPTQ's output, which does not carry the file either:
+// removes the reference from `config_json` and returns the note to record in the output's config
+// (null when there was no reference).
+nlohmann::json drop_learned_clip(nlohmann::json& config_json);
 
 // True for the HF names of the linears GPTQ quantizes ("model.layers.3.mlp.down_proj.weight").
 bool is_quantized_linear(const std::string& name);
@@ -86,7 +92,7 @@ struct GptqExport {
 };
 
 // Writes `source`'s config (plus quantization_config; source.config, not source.dir's config.json, so
-// a padded config is what is written) and non-weight files, the float tensors of
+// a padded or clip-free config is what is written) and non-weight files, the float tensors of
 // `weights` other than the quantized linears (as float16), and `packed` (keyed by HF weight name, one
 // entry per is_quantized_linear slot), atomically.
 void save_gptq_checkpoint(const std::filesystem::path& dir, const Checkpoint& source, const ModelWeights& weights,
