@@ -185,57 +185,125 @@ TEST(GptqLayer, DeadInputsAreZeroed) {
   EXPECT_EQ(deq.select(1, 5).abs().max().item<float>(), 0.f);
 }
 
-TEST(GptqFormat, BitLayout) {
+namespace {
+
+// A weight [32, n] whose every row has the given codes (one group, zero point `zero`): 32 outputs,
+// the fewest that pack.
+QuantizedWeight rows_of(int bits, const std::vector<int64_t>& codes, int zero) {
   QuantizedWeight q;
-  q.bits = 4;
-  q.codes = torch::arange(8, torch::kUInt8).view({1, 8});
-  q.scales = torch::ones({1, 1});
-  q.zeros = torch::full({1, 1}, 8, torch::kInt32);
-  q.g_idx = torch::zeros({8}, torch::kInt32);
-  PackedLinear p = pack_gptq(q);
-  ASSERT_EQ(p.qweight.sizes(), torch::IntArrayRef({1, 1}));
-  EXPECT_EQ(p.qweight.item<int32_t>(), 0x76543210);
-  EXPECT_EQ(p.qzeros.item<int32_t>(), 7);  // zero − 1, out padded with zeros
-  q.codes = torch::full({1, 8}, 15, torch::kUInt8);
-  EXPECT_EQ(pack_gptq(q).qweight.item<int32_t>(), -1);  // 0xFFFFFFFF
+  q.bits = bits;
+  q.codes = torch::tensor(codes, torch::kLong).to(torch::kUInt8).view({1, -1}).expand({32, -1}).contiguous();
+  q.scales = torch::ones({1, 32});
+  q.zeros = torch::full({1, 32}, zero, torch::kInt32);
+  q.g_idx = torch::zeros({q.codes.size(1)}, torch::kInt32);
+  return q;
+}
+
+// Column 0 of qweight [in / 32 · bits, out] (output row 0's words), as uint32 values.
+std::vector<uint32_t> words(const PackedLinear& p) {
+  std::vector<uint32_t> w;
+  for (int64_t i = 0; i < p.qweight.size(0); ++i) w.push_back(static_cast<uint32_t>(p.qweight[i][0].item<int32_t>()));
+  return w;
+}
+
+std::vector<int64_t> pattern(int64_t n, int64_t mod) {
+  std::vector<int64_t> v;
+  for (int64_t k = 0; k < n; ++k) v.push_back(k % mod);
+  return v;
+}
+
+}  // namespace
+
+// The expected words were computed by hand from the format's definition (code k at stream bits
+// [bits·k, bits·k + bits), 32-bit words lowest bit first), not with the code under test.
+TEST(GptqFormat, BitLayout) {
+  EXPECT_EQ(words(pack_gptq(rows_of(4, pattern(32, 8), 8))),
+            (std::vector<uint32_t>{0x76543210, 0x76543210, 0x76543210, 0x76543210}));
+  EXPECT_EQ(words(pack_gptq(rows_of(2, pattern(32, 4), 2))), (std::vector<uint32_t>{0xe4e4e4e4, 0xe4e4e4e4}));
+  std::vector<int64_t> bytes;
+  for (int64_t k = 0; k < 32; ++k) bytes.push_back((k % 4) * 0x11);
+  EXPECT_EQ(words(pack_gptq(rows_of(8, bytes, 128))).front(), 0x33221100u);
+  // 3 bits: codes k mod 8. Code 10 (= 2) straddles words 0 and 1 (bits 30, 31 = 0, 1; then bit 0 of
+  // word 1 = 0), code 21 (= 5) words 1 and 2 (bit 31 of word 1 = 1; bits 0, 1 of word 2 = 0, 1).
+  EXPECT_EQ(words(pack_gptq(rows_of(3, pattern(32, 8), 4))),
+            (std::vector<uint32_t>{0x88fac688, 0xc688fac6, 0xfac688fa}));
+  QuantizedWeight all = rows_of(4, std::vector<int64_t>(32, 15), 8);
+  EXPECT_EQ(words(pack_gptq(all)).front(), 0xFFFFFFFFu);
+  // qzeros: zero − 1 packed along the output dimension the same way (32 outputs, zero 8 -> 7 each).
+  PackedLinear p = pack_gptq(all);
+  ASSERT_EQ(p.qzeros.sizes(), torch::IntArrayRef({1, 4}));
+  EXPECT_EQ(static_cast<uint32_t>(p.qzeros[0][0].item<int32_t>()), 0x77777777u);
 }
 
 TEST(GptqFormat, RoundTripsToIdenticalWeights) {
-  // Ragged sizes: in = 44 and out = 12 are not multiples of 32 / bits; groups of 16 leave a short one.
-  Calib c = make_calib(200, 44, 10);
+  // out = 32 and in = 96 (multiples of 32); groups of 40 leave a short last one.
+  Calib c = make_calib(200, 96, 10);
   torch::manual_seed(11);
-  torch::Tensor w = torch::randn({12, 44});
-  for (int bits : {2, 4, 8})
+  torch::Tensor w = torch::randn({32, 96});
+  for (int bits : {2, 3, 4, 8})
     for (bool act_order : {false, true})
       for (bool asym : {false, true}) {
         GptqOptions o;
-        o.grid = {bits, 16, asym, 1.0};
+        o.grid = {bits, 40, asym, 1.0};
         o.act_order = act_order;
         QuantizedWeight q = gptq_quantize(w, c.h, o, "w");
         PackedLinear p = pack_gptq(q);
-        const int64_t per = 32 / bits;
-        EXPECT_EQ(p.qweight.sizes(), torch::IntArrayRef({(44 + per - 1) / per, 12}));
-        EXPECT_EQ(p.qzeros.sizes(), torch::IntArrayRef({3, (12 + per - 1) / per}));
+        EXPECT_EQ(p.qweight.sizes(), torch::IntArrayRef({96 / 32 * bits, 32}));
+        EXPECT_EQ(p.qzeros.sizes(), torch::IntArrayRef({3, 32 / 32 * bits}));
         EXPECT_EQ(p.scales.scalar_type(), torch::kHalf);
-        QuantizedWeight back = unpack_gptq(p, bits, 12, 44, "w");
-        EXPECT_TRUE(torch::equal(back.codes, q.codes));
+        QuantizedWeight back = unpack_gptq(p, bits, 32, 96, "w");
+        EXPECT_TRUE(torch::equal(back.codes, q.codes)) << bits << " bits";
         EXPECT_TRUE(torch::equal(back.zeros, q.zeros));
         EXPECT_TRUE(torch::equal(back.g_idx, q.g_idx));
         EXPECT_TRUE(torch::equal(back.dequantize(), q.dequantize())) << bits << " bits";
       }
 }
 
+TEST(GptqFormat, RefusesDimensionsThatDoNotPack) {
+  // in = 44 (or out = 12): AutoGPTQ would allocate in // 32 · bits words, GPTQModel ceil(in · bits / 32).
+  for (auto shape : {std::vector<int64_t>{32, 44}, std::vector<int64_t>{12, 64}}) {
+    QuantizedWeight q = gptq_quantize(torch::randn(shape), make_calib(64, shape[1], 12).h, GptqOptions{}, "w");
+    try {
+      pack_gptq(q, "model.layers.0.mlp.down_proj.weight");
+      FAIL() << "expected an error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("model.layers.0.mlp.down_proj.weight: weight ["), std::string::npos)
+          << e.what();
+    }
+  }
+  QuantizedWeight q = gptq_quantize(torch::randn({32, 32}), make_calib(64, 32, 12).h, GptqOptions{}, "w");
+  q.bits = 5;
+  EXPECT_THROW(pack_gptq(q), Error);
+}
+
+TEST(GptqFormat, ReadsAnExactEightBitLayoutOfAnyWidth) {
+  // 8 bits, in = 172: 43 words per column (GPTQModel's ceil(in · bits / 32)). Built here byte by byte:
+  // word j of column o holds codes 4j .. 4j+3 as its bytes, lowest first (a little-endian machine).
+  torch::manual_seed(14);
+  torch::Tensor codes = torch::randint(256, {32, 172}, torch::kLong).to(torch::kUInt8);  // [out, in]
+  PackedLinear p;
+  p.qweight = codes.t().reshape({43, 4, 32}).permute({0, 2, 1}).contiguous().view(torch::kInt32).view({43, 32});
+  p.qzeros = torch::full({1, 8}, 0x7F7F7F7F, torch::kInt32);  // zero 128 everywhere
+  p.scales = torch::ones({1, 32}, torch::kHalf);
+  p.g_idx = torch::zeros({172}, torch::kInt32);
+  QuantizedWeight q = unpack_gptq(p, 8, 32, 172, "w");
+  EXPECT_TRUE(torch::equal(q.codes, codes));
+  EXPECT_TRUE(torch::equal(q.zeros, torch::full({1, 32}, 128, torch::kInt32)));
+  // 4 bits cannot store in = 172 in whole words.
+  EXPECT_THROW(unpack_gptq(p, 4, 32, 172, "w"), Error);
+}
+
 TEST(GptqFormat, BadShapesNameTheTensor) {
-  QuantizedWeight q = gptq_quantize(torch::randn({8, 16}), make_calib(64, 16, 12).h, GptqOptions{}, "w");
+  QuantizedWeight q = gptq_quantize(torch::randn({32, 64}), make_calib(64, 64, 12).h, GptqOptions{}, "w");
   PackedLinear p = pack_gptq(q);
   try {
-    unpack_gptq(p, 4, 8, 24, "model.safetensors: 'layers.0.q_proj'");
+    unpack_gptq(p, 4, 32, 96, "model.safetensors: 'layers.0.q_proj'");
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("'layers.0.q_proj'.qweight has shape"), std::string::npos) << e.what();
   }
   p.g_idx[3] = 5;
-  EXPECT_THROW(unpack_gptq(p, 4, 8, 16, "w"), Error);
+  EXPECT_THROW(unpack_gptq(p, 4, 32, 64, "w"), Error);
 }
 
 TEST(GptqModel, DecoderLayerTapSeesEveryLinearInputAndCanStop) {
@@ -297,7 +365,8 @@ TEST(GptqModel, EndToEndBeatsRtnOnStories260K) {
   const std::string model = test::asset("models/stories260K").string();
   const std::string base = test::bin("spin-gptq").string() + " --model " + model + " --calib " +
                            test::asset("data/stories260K-calib.h5").string() +
-                           " --wbits 4 --groupsize 0 --sym --nsamples 16 --seq-len 256 --threads 2 --quiet";
+                           " --wbits 4 --groupsize 0 --sym --nsamples 16 --seq-len 256 --threads 2 --quiet" +
+                           " --pad-intermediate";  // intermediate_size 172 -> 192 (both formats, so they compare)
   ASSERT_EQ(test::run(base + " --out " + (dir / "packed").string(), dir / "packed.log"), 0);
   ASSERT_EQ(test::run(base + " --format fake --out " + (dir / "fake").string(), dir / "fake.log"), 0);
 

@@ -73,6 +73,18 @@ void copy_rotations_file(const nlohmann::json& config_json, const fs::path& sour
   if (!file.empty() && fs::exists(source_dir / file)) fs::copy_file(source_dir / file, dir / file);
 }
 
+nlohmann::json drop_learned_clip(nlohmann::json& config_json) {
+  if (!config_json.contains("rotation") || !config_json["rotation"].is_object() ||
+      !config_json["rotation"].contains("weight_clip_file"))
+    return nullptr;
+  const nlohmann::json file = config_json["rotation"]["weight_clip_file"];
+  config_json["rotation"].erase("weight_clip_file");
+  return {{"applied", false},
+          {"source_file", file},
+          {"reason", "GPTQ chooses its own scales; the learned clip ratios of spintrain --learn-clip were not used "
+                     "and their file is not part of this checkpoint"}};
+}
+
 LoadedModel load_model(const fs::path& dir) {
   LoadedModel m{is_gptq_checkpoint(dir) ? load_gptq_checkpoint(dir) : load_checkpoint(dir), {}, {}, {}};
   const auto& j = m.checkpoint.config.json;

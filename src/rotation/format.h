@@ -31,6 +31,12 @@ void export_rotated(const std::filesystem::path& out, const Checkpoint& source, 
 void copy_rotations_file(const nlohmann::json& config_json, const std::filesystem::path& source_dir,
                          const std::filesystem::path& dir);
 
+// GPTQ chooses its own scales, so the learned clip ratios of spintrain --learn-clip (the rotation
+// section's weight_clip_file) do not apply to GPTQ's output, which does not carry the file either:
+// removes the reference from `config_json` and returns the note to record in the output's config
+// (null when there was no reference).
+nlohmann::json drop_learned_clip(nlohmann::json& config_json);
+
 // A loaded model with its online rotations: reads the `rotation` section (if any) and validates
 // rotations.safetensors against the model (shapes, orthogonality to 1e-6).
 struct LoadedModel {
