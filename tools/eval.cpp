@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
     dopt.rows = v.integer("rows");
     dopt.seq_len = v.integer("seq-len");
     torch::Tensor ids = data::load_calib(v.text("data"), c.vocab_size, dopt).to(run.device);
+    SPIN_CHECK(ids.size(1) >= 2, v.text("data"), ": rows of ", ids.size(1),
+               " token predict nothing (the NLL needs at least 2 tokens per row; see --seq-len)");
 
     auto to_compute = [&](const torch::Tensor& t) { return t.to(run.device, run.dtype); };
     // With a weight_clip file (spintrain --learn-clip) RTN uses the learned per-row clip ratios.

@@ -77,7 +77,7 @@ Checkpoint load_checkpoint(const fs::path& dir) {
   std::set<torch::ScalarType> dtypes;
   std::set<std::string> used;
   for_each_slot(ck.config, ck.weights, [&](const std::string& name, torch::Tensor& slot) {
-    if (name == "lm_head.weight" && !map.count(name) && ck.config.tie_word_embeddings) return;  // tied below
+    if (is_tied_half(ck.config, name) && !map.count(name)) return;  // tied below
     SPIN_CHECK(map.count(name), dir.string(), ": tensor '", name, "' is missing from the checkpoint");
     SafetensorsFile& file = file_for(name);
     SPIN_CHECK(file.contains(name), file.path(), ": tensor '", name, "' listed in the index is not in this shard");
@@ -95,7 +95,7 @@ Checkpoint load_checkpoint(const fs::path& dir) {
     used.insert(name);
     if (sharded) ck.shard_of[name] = map.at(name);
   });
-  if (!ck.weights.lm_head.defined()) ck.weights.lm_head = ck.weights.embed_tokens;
+  if (ck.config.tie_word_embeddings) tie_embeddings(ck.weights, dir.string());
   SPIN_CHECK(dtypes.size() == 1, dir.string(), ": weights mix several dtypes");
   ck.dtype = *dtypes.begin();
   return ck;

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "losses/next_token.h"
+#include "src/base/check.h"
 
 namespace spin {
 
@@ -34,6 +35,8 @@ EvalResult evaluate(const ModelRef& model, const torch::Tensor& ids, int64_t bat
     }
     r.tokens += n;
   }
+  SPIN_CHECK(r.tokens > 0, "evaluate: nothing to predict in ", ids.size(0), " rows of ", ids.size(1),
+             " tokens (each row needs at least 2)");
   r.nll = nll_sum / r.tokens;
   r.ppl = std::exp(r.nll);
   r.tokens_per_s = static_cast<double>(ids.numel()) / r.seconds;

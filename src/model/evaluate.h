@@ -23,6 +23,7 @@ struct ModelRef {
 };
 
 // Evaluates `model` on ids [N, T] in batches of `batch_size` rows; `reference` (optional) gives KL.
+// Rows of fewer than 2 tokens predict nothing: spin::Error when no token is predicted at all.
 EvalResult evaluate(const ModelRef& model, const torch::Tensor& ids, int64_t batch_size,
                     const ModelRef* reference = nullptr);
 

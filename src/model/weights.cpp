@@ -99,6 +99,20 @@ std::vector<int64_t> expected_shape(const ModelConfig& c, const std::string& nam
   fail("no expected shape for tensor '", name, "'");
 }
 
+bool is_tied_half(const ModelConfig& c, const std::string& name) {
+  return c.tie_word_embeddings && (name == "model.embed_tokens.weight" || name == "lm_head.weight");
+}
+
+void tie_embeddings(ModelWeights& w, const std::string& where) {
+  SPIN_CHECK(w.embed_tokens.defined() || w.lm_head.defined(), where,
+             ": tie_word_embeddings is true but neither 'model.embed_tokens.weight' nor 'lm_head.weight' is stored");
+  if (!w.embed_tokens.defined()) w.embed_tokens = w.lm_head;
+  if (w.lm_head.defined() && !w.lm_head.is_same(w.embed_tokens))
+    SPIN_CHECK(torch::equal(w.lm_head, w.embed_tokens), where,
+               ": tie_word_embeddings is true but the stored 'lm_head.weight' and 'model.embed_tokens.weight' differ");
+  w.lm_head = w.embed_tokens;
+}
+
 ModelWeights map_weights(const ModelConfig& config, const ModelWeights& weights,
                          const std::function<torch::Tensor(const torch::Tensor&)>& fn) {
   ModelWeights in = weights, out;

@@ -78,6 +78,13 @@ const Linear* find_linear(const std::string& hf_name);
 void for_each_slot(const ModelConfig& config, ModelWeights& weights,
                    const std::function<void(const std::string& name, torch::Tensor& slot)>& fn);
 
+// Tied embeddings (config.tie_word_embeddings), loaded as Hugging Face transformers loads them: the file
+// may hold embed_tokens only, lm_head only, or both (then they must be equal). is_tied_half says which
+// names a loader may find missing; tie_embeddings then makes lm_head and embed_tokens one tensor, or
+// throws spin::Error naming `where` when neither was stored or the two differ.
+bool is_tied_half(const ModelConfig& config, const std::string& name);
+void tie_embeddings(ModelWeights& weights, const std::string& where);
+
 // The HF shape expected for the tensor `name` under `config`.
 std::vector<int64_t> expected_shape(const ModelConfig& config, const std::string& name);
 

@@ -300,7 +300,7 @@ Checkpoint load_gptq_checkpoint(const fs::path& dir) {
       slot = unpack_gptq(p, bits, want[0], want[1], file.path() + ": '" + prefix + "'").dequantize();
       return;
     }
-    if (name == "lm_head.weight" && !file.contains(name) && ck.config.tie_word_embeddings) return;  // tied below
+    if (is_tied_half(ck.config, name) && !file.contains(name)) return;  // tied below
     SPIN_CHECK(file.contains(name), file.path(), ": tensor '", name, "' is missing");
     const TensorInfo& info = file.info(name);
     SPIN_CHECK(info.shape == want, file.path(), ": tensor '", name, "' has shape ", c10::IntArrayRef(info.shape),
@@ -311,7 +311,7 @@ Checkpoint load_gptq_checkpoint(const fs::path& dir) {
     slot = file.get(name).to(torch::kFloat32);
     SPIN_CHECK(torch::isfinite(slot).all().item<bool>(), file.path(), ": tensor '", name, "' contains NaN or inf values");
   });
-  if (!ck.weights.lm_head.defined()) ck.weights.lm_head = ck.weights.embed_tokens;
+  if (ck.config.tie_word_embeddings) tie_embeddings(ck.weights, file.path());
   ck.dtype = torch::kFloat32;
   return ck;
 }

@@ -100,17 +100,26 @@ ModelWeights reload_base64(const TrainConfig& cfg, LoadedModel& input, const Mod
   return base64;
 }
 
-// The before/after table on --eval-data (empty without it): float, RTN without rotation, RTN with the
-// initial rotations, RTN with the learned ones, each with NLL, ppl and KL to the float model.
-nlohmann::json eval_table(const TrainConfig& cfg, const ModelConfig& mc, const ModelWeights& stored,
-                          const ModelWeights& base, const ModelWeights& base64, const Rotations& init,
-                          const ModelWeights& fused, const std::vector<LayerClip>& clip) {
-  nlohmann::json table = nlohmann::json::array();
-  if (cfg.eval_data.empty()) return table;
+// The held-out rows of --eval-data [rows, T] on the training device (undefined without it), read and
+// checked before any training.
+torch::Tensor load_eval_rows(const TrainConfig& cfg, const ModelConfig& mc) {
+  if (cfg.eval_data.empty()) return {};
   data::CalibOptions eopt;
   eopt.rows = cfg.eval_rows;
   eopt.seq_len = cfg.seq_len;
-  const torch::Tensor ids = data::load_calib(cfg.eval_data, mc.vocab_size, eopt).to(cfg.device);
+  const torch::Tensor ids = data::load_calib(cfg.eval_data, mc.vocab_size, eopt);
+  SPIN_CHECK(ids.size(1) >= 2, cfg.eval_data, ": rows of ", ids.size(1),
+             " token predict nothing (the NLL needs at least 2 tokens per row; see --seq-len)");
+  return ids.to(cfg.device);
+}
+
+// The before/after table on the eval rows (empty without them): float, RTN without rotation, RTN with
+// the initial rotations, RTN with the learned ones, each with NLL, ppl and KL to the float model.
+nlohmann::json eval_table(const TrainConfig& cfg, const ModelConfig& mc, const torch::Tensor& ids,
+                          const ModelWeights& stored, const ModelWeights& base, const ModelWeights& base64,
+                          const Rotations& init, const ModelWeights& fused, const std::vector<LayerClip>& clip) {
+  nlohmann::json table = nlohmann::json::array();
+  if (!ids.defined()) return table;
   auto compute = [&](const ModelWeights& w) {
     return map_weights(mc, w, [&](const torch::Tensor& t) { return t.detach().to(cfg.device, cfg.dtype); });
   };
@@ -173,6 +182,7 @@ TrainSummary run_spintrain(const TrainConfig& cfg) {
   dopt.rows = cfg.nsamples;
   dopt.seq_len = cfg.seq_len;
   data::BatchStream calib(data::load_calib(cfg.calib, mc.vocab_size, dopt), cfg.batch_size, cfg.rotation.seed);
+  const torch::Tensor eval_rows = group.is_main() ? load_eval_rows(cfg, mc) : torch::Tensor();
 
   // ------------------------------------------------------------------ fold norms
   const ModelWeights base = map_weights(mc, fold_norms(mc, input.checkpoint.weights, cfg.rotation.r4, cfg.dtype),
@@ -215,7 +225,7 @@ TrainSummary run_spintrain(const TrainConfig& cfg) {
   const ModelWeights fused = fused_weights(mc, base64, rotations, learn.smoothing);
 
   // ------------------------------------------------------------------ evaluate
-  summary.eval_table = eval_table(cfg, mc, input.checkpoint.weights, base, base64, init, fused, learn.clip);
+  summary.eval_table = eval_table(cfg, mc, eval_rows, input.checkpoint.weights, base, base64, init, fused, learn.clip);
 
   // ------------------------------------------------------------------ export
   const nlohmann::json results = {{"eval", summary.eval_table},
