@@ -17,7 +17,7 @@ declare -A allowed=(
   [quant]="base kernels model io"
   [rotation]="base kernels model io quant optim"
   [dist]="base"
-  [cli]="base kernels"
+  [cli]="base kernels model io quant"
   [train]="base kernels model io quant rotation dist cli optim losses data"
 )
 

@@ -120,6 +120,30 @@ std::vector<Option> run_options() {
   };
 }
 
+std::vector<Option> gptq_options() {
+  const bool result = true;
+  return {
+      {"act-order", Type::boolean, "false", "gptq", "quantize columns in decreasing Hessian-diagonal order (desc_act)",
+       result},
+      {"damp", Type::real, "0.01", "gptq", "dampening, fraction of mean(diag H)", result},
+      {"gptq-block-size", Type::integer, "128", "gptq", "lazy-batch block width", result},
+      {"pad-intermediate", Type::boolean, "false", "gptq",
+       "zero-pad intermediate_size to the next multiple of 32 so gate/up/down pack in the GPTQ format (zero "
+       "gate/up rows and down columns: the model's output is unchanged; not with the R4 online Hadamard)",
+       result},
+  };
+}
+
+GptqExportOptions gptq_flags(const Values& v, const QuantSpec& grid) {
+  GptqExportOptions o;
+  o.model.gptq.grid = grid;
+  o.model.gptq.act_order = v.flag("act-order");
+  o.model.gptq.damp = v.real("damp");
+  o.model.gptq.block_size = v.integer("gptq-block-size");
+  o.pad_intermediate = v.flag("pad-intermediate");
+  return o;
+}
+
 std::vector<Option> with_defaults(std::vector<Option> options, const std::map<std::string, std::string>& defaults) {
   for (const auto& [key, value] : defaults) {
     auto it = std::find_if(options.begin(), options.end(), [&](const Option& o) { return o.key == key; });

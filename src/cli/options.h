@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "src/kernels/fake_quant.h"
+#include "src/quant/gptq_export.h"
 
 namespace spin::cli {
 
@@ -29,6 +30,9 @@ struct Option {
 std::vector<Option> quant_options();
 // --threads --dtype --device.
 std::vector<Option> run_options();
+// GPTQ's own settings: --act-order --damp --gptq-block-size --pad-intermediate (the grid comes from the
+// weight options).
+std::vector<Option> gptq_options();
 // `options` with some defaults replaced, for a tool whose natural default differs (spintrain --wbits 4).
 std::vector<Option> with_defaults(std::vector<Option> options, const std::map<std::string, std::string>& defaults);
 // The options of `options` named in `keys`, in that order (a tool that takes only some of a list).
@@ -83,6 +87,10 @@ struct QuantFlags {
   std::string describe() const;  // "W4A4KV4 (w: 4-bit sym per-row, a: ..., k: ..., v: ...)"
 };
 QuantFlags quant_flags(const Values& values);
+
+// gptq_options() with `grid` as the quantization grid (GptqExportOptions::format and the model's online
+// Hadamards are the caller's).
+GptqExportOptions gptq_flags(const Values& values, const QuantSpec& grid);
 
 // The settings of run_options().
 struct RunFlags {

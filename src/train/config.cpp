@@ -29,7 +29,10 @@ std::vector<Option> train_options() {
       {"rotations", Type::text, "r1,r2", "rotation", "learned rotations: subset of r1,r2", result},
       {"r3", Type::boolean, "false", "rotation", "online Hadamard on q/k after RoPE", result},
       {"r4", Type::boolean, "false", "rotation", "online Hadamard on down_proj's input", result},
-      {"init", Type::text, "random-hadamard", "rotation", "hadamard, random-hadamard, random or identity", result},
+      {"init", Type::text, "random-hadamard", "rotation",
+       "hadamard, random-hadamard, random, identity, or best (of identity, hadamard and random-hadamard, by the "
+       "student's KL on the monitor rows)",
+       result},
       {"seed", Type::integer, "0", "rotation", "seed of the initial rotations and the data order", result},
       {"mode", Type::text, "e2e", "rotation",
        "e2e (end to end), blockwise (R2 and scales one layer at a time against the float layer's output, R1 fixed) "
@@ -48,6 +51,14 @@ std::vector<Option> train_options() {
       {"adapt-block-size", Type::integer, "0", "rotation",
        "--mode adapt: refine within diagonal blocks of this size (0: whole matrix)", result},
       {"adapt-max-samples", Type::integer, "2048", "rotation", "--mode adapt: activation rows (tokens) per term", result},
+      {"eval-every", Type::integer, "0", "optimization",
+       "every N steps (and before the first), log the student's NLL and KL to the float model on the monitor rows "
+       "(0: never)",
+       result},
+      {"monitor-rows", Type::integer, "8", "optimization",
+       "the last N calibration rows, evaluated by --eval-every, --init best and --keep-best", result},
+      {"keep-best", Type::boolean, "false", "optimization",
+       "export the learnables of the --eval-every evaluation with the lowest KL (the initial ones included)", result},
       {"optimizer", Type::text, "cayley-sgd", "optimization", "cayley-sgd or cayley-adam", result},
       {"lr", Type::real, "0.1", "optimization", "learning rate of the rotations (chosen by sweeps: docs/RESULTS.md)",
        result},
@@ -72,6 +83,12 @@ std::vector<Option> train_options() {
        "before training, fail if the export will not fit on disk or the job in memory (estimate)"},
       {"quiet", Type::boolean, "false", "run", "no progress lines"},
       {"skip-baselines", Type::boolean, "false", "run", "evaluate only the learned rotation (no float/RTN/init rows)"},
+      {"gptq", Type::boolean, "false", "gptq",
+       "after the export, GPTQ of the rotated model with the run's calibration rows, written to --gptq-out"},
+      {"gptq-out", Type::text, "", "gptq", "the GPTQ checkpoint (default: <out>-gptq)"},
+      {"gptq-format", Type::text, "gptq", "gptq", "gptq (packed, for GPTQ runtimes) or fake (dequantized float32)"},
+      {"gptq-wbits", Type::integer, "-1", "gptq", "GPTQ weight bits (-1: --wbits; e.g. learn with --wbits 16, GPTQ at 4)"},
+      {"gptq-groupsize", Type::integer, "-1", "gptq", "GPTQ group size (-1: --groupsize)"},
   };
 }
 
@@ -96,7 +113,8 @@ ForwardOptions TrainConfig::student() const {
 
 cli::Program train_program() {
   return {"spintrain", "Learn R1/R2 rotations under an RTN fake-quant proxy, fuse them, save a rotated checkpoint",
-          train_options() + cli::with_defaults(cli::quant_options(), {{"wbits", "4"}}) + cli::run_options(),
+          train_options() + cli::with_defaults(cli::quant_options(), {{"wbits", "4"}}) + cli::gptq_options() +
+              cli::run_options(),
           /*config_file=*/true};
 }
 
@@ -127,7 +145,8 @@ TrainConfig train_config(const cli::Values& v) {
   SPIN_CHECK(!c.rotation.r3 && !c.rotation.r4, where, ": r3/r4 are fixed Hadamards: use --r3/--r4, not --rotations");
   c.rotation.r3 = v.flag("r3");
   c.rotation.r4 = v.flag("r4");
-  c.rotation.init = parse_rotation_init(v.text("init"));
+  c.init_best = v.text("init") == "best";
+  c.rotation.init = c.init_best ? RotationInit::random_hadamard : parse_rotation_init(v.text("init"));
   c.rotation.seed = uint64_t(v.integer("seed"));
   c.rotation.learned = true;
   c.mode = from_name(kModes, v.text("mode"), where, "mode");
@@ -169,6 +188,22 @@ TrainConfig train_config(const cli::Values& v) {
   c.resource_check = v.flag("resource-check");
   c.recompute = v.flag("recompute");
   c.skip_baselines = v.flag("skip-baselines");
+  c.eval_every = v.integer("eval-every");
+  c.monitor_rows = v.integer("monitor-rows");
+  c.keep_best = v.flag("keep-best");
+  SPIN_CHECK(c.eval_every >= 0 && c.monitor_rows > 0, where, ": eval-every must not be negative, monitor-rows positive");
+  SPIN_CHECK(!c.keep_best || (c.eval_every > 0 && c.mode == Mode::e2e), where,
+             ": --keep-best chooses among the --eval-every evaluations of --mode e2e: give --eval-every N");
+  c.gptq = v.flag("gptq");
+  c.gptq_out = v.text("gptq-out").empty() ? c.out + "-gptq" : v.text("gptq-out");
+  const int64_t gptq_bits = v.integer("gptq-wbits"), gptq_group = v.integer("gptq-groupsize");
+  c.gptq_export = cli::gptq_flags(v, {gptq_bits < 0 ? c.weight.bits : int(gptq_bits),
+                                      gptq_group < 0 ? c.weight.groupsize : gptq_group, c.weight.asym, 1.0});
+  c.gptq_export.format = parse_gptq_format(v.text("gptq-format"));
+  c.gptq_export.model.batch_size = c.batch_size;
+  c.gptq_export.model.r3 = c.rotation.r3;
+  c.gptq_export.model.r4 = c.rotation.r4;
+  c.gptq_export.quiet = true;
   SPIN_CHECK(c.mode == Mode::e2e || (c.nproc == 1 && !c.resume && c.save_every == 0 && !c.recompute), where,
              ": --mode ", to_string(c.mode),
              " runs in one process without --resume, --save-every or --recompute (those are for --mode e2e)");

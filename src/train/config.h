@@ -10,6 +10,7 @@
 #include "src/cli/options.h"
 #include "src/kernels/fake_quant.h"
 #include "src/model/forward.h"
+#include "src/quant/gptq_export.h"
 #include "src/rotation/init.h"
 
 namespace spin {
@@ -55,6 +56,14 @@ struct TrainConfig {
   int64_t dist_timeout = 0;       // seconds a collective may wait for the other ranks
   double reorth_threshold = 0;    // re-orthonormalise when max |R^T R - I| exceeds this
   bool resume = false, quiet = false, skip_baselines = false, resource_check = true, recompute = false;
+  // watching the student on the last monitor_rows calibration rows (src/train/monitor.h)
+  int64_t eval_every = 0, monitor_rows = 0;
+  bool init_best = false;  // --init best: the candidate init with the lowest monitored KL
+  bool keep_best = false;  // export the learnables of the evaluation with the lowest monitored KL
+  // --gptq: GPTQ of the exported model with the run's calibration rows, written to gptq_out
+  bool gptq = false;
+  std::string gptq_out;
+  GptqExportOptions gptq_export;  // grid (--gptq-wbits/--gptq-groupsize, else the weight quantizer's), format, ...
 
   cli::Values values;  // every option with its final value
 

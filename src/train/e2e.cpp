@@ -1,5 +1,6 @@
 #include "src/train/e2e.h"
 
+#include <cmath>
 #include <filesystem>
 
 #include "losses/next_token.h"
@@ -7,6 +8,7 @@
 #include "src/io/atomic_file.h"
 #include "src/model/recompute.h"
 #include "src/train/grad_leaves.h"
+#include "src/train/monitor.h"
 #include "src/train/step.h"
 
 namespace fs = std::filesystem;
@@ -21,9 +23,36 @@ struct EndToEnd {
   std::unique_ptr<optim::HybridOptimizer> opt;
   optim::LrSchedule schedule;
   int64_t start_step = 0;
+  Monitor monitor;                 // active with --eval-every
+  double best_kl = INFINITY;       // --keep-best: the lowest monitored KL so far and its learnables
+  std::vector<torch::Tensor> best;
 
   EndToEnd(const Job& j, Learnables& l)
-      : job(j), cfg(j.cfg), learn(l), opt(make_optimizer(cfg, l.stiefel(), l.euclidean())), schedule(make_schedule(cfg)) {}
+      : job(j), cfg(j.cfg), learn(l), opt(make_optimizer(cfg, l.stiefel(), l.euclidean())), schedule(make_schedule(cfg)) {
+    if (cfg.eval_every > 0) monitor = Monitor(cfg, job.config, job.base, job.data.rows(), cfg.monitor_rows);
+  }
+
+  // The monitored student after `steps` steps, logged; with --keep-best remembered when it is the best.
+  void watch(int64_t steps) {
+    const EvalResult r = monitor.evaluate(learn);
+    nlohmann::json rec = {{"monitor_step", steps}, {"monitor_nll", r.nll}, {"monitor_kl", r.kl}};
+    if (cfg.keep_best && r.kl < best_kl) {
+      best_kl = r.kl;
+      best.clear();
+      for (const torch::Tensor& p : learn.all()) best.push_back(p.detach().clone());
+      rec["best"] = true;
+    }
+    job.log.record(rec);
+  }
+
+  // --keep-best: the best monitored learnables back in place.
+  void restore_best() {
+    if (best.empty()) return;
+    torch::NoGradGuard g;
+    const auto params = learn.all();
+    for (size_t i = 0; i < params.size(); ++i) params[i].copy_(best[i]);
+    job.log.record({{"kept_best_kl", best_kl}});
+  }
 
   // The training loss of the student's logits [B, T, vocab] on `batch`: CE, or KL to the float model.
   torch::Tensor loss_from_logits(const torch::Tensor& logits, const torch::Tensor& batch) const {
@@ -86,6 +115,8 @@ struct EndToEnd {
     a.write("config_json", torch::from_blob(const_cast<char*>(keys.data()), {int64_t(keys.size())}, torch::kUInt8).clone());
     const auto params = learn.all();
     for (size_t i = 0; i < params.size(); ++i) a.write(cat("param.", i), params[i].detach());
+    a.write("best_kl", torch::tensor(best_kl, torch::kFloat64));
+    for (size_t i = 0; i < best.size(); ++i) a.write(cat("best.", i), best[i]);
     opt->save(o);
     a.write("optimizer", o);
     fs::create_directories(cfg.state_dir);
@@ -109,6 +140,10 @@ struct EndToEnd {
     torch::NoGradGuard g;
     const auto params = learn.all();
     for (size_t i = 0; i < params.size(); ++i) params[i].copy_(read(cat("param.", i)));
+    best_kl = read("best_kl").item<double>();
+    best.clear();
+    if (std::isfinite(best_kl))
+      for (size_t i = 0; i < params.size(); ++i) best.push_back(read(cat("best.", i)));
     a.read("optimizer", o);
     opt->load(o);
   }
@@ -117,6 +152,7 @@ struct EndToEnd {
     LearnResult result;
     const std::vector<torch::Tensor> params = learn.all();
     StepTimer timer(start_step, cfg.steps, cfg.batch_size * cfg.grad_accum * job.data.seq_len());
+    if (monitor.active() && start_step == 0) watch(0);
     for (int64_t s = start_step; s < cfg.steps; ++s) {
       timer.start();
       const double loss = gradients(s);
@@ -129,9 +165,11 @@ struct EndToEnd {
       job.log.step(rec);
       result.final_loss = loss;
       result.steps_run++;
+      if (monitor.active() && ((s + 1) % cfg.eval_every == 0 || s + 1 == cfg.steps)) watch(s + 1);
       if (job.group.is_main() && cfg.save_every > 0 && ((s + 1) % cfg.save_every == 0 || s + 1 == cfg.steps))
         save_state(s + 1);
     }
+    restore_best();
     return result;
   }
 };

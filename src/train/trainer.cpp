@@ -14,10 +14,12 @@
 #include "src/io/resources.h"
 #include "src/kernels/attention.h"
 #include "src/model/evaluate.h"
+#include "src/quant/gptq_export.h"
 #include "src/rotation/format.h"
 #include "src/train/learnables.h"
 #include "src/train/log.h"
 #include "src/train/mode.h"
+#include "src/train/monitor.h"
 
 namespace fs = std::filesystem;
 
@@ -33,9 +35,9 @@ LoadedModel load_input(const TrainConfig& cfg) {
   return m;
 }
 
-// --init's rotations, with R1 from --r1-from when given.
-Rotations initial_rotations(const TrainConfig& cfg, const ModelConfig& mc) {
-  Rotations init = init_rotations(mc, cfg.rotation);
+// `rc`'s initial rotations, with R1 from --r1-from when given.
+Rotations initial_rotations(const TrainConfig& cfg, const ModelConfig& mc, const RotationConfig& rc) {
+  Rotations init = init_rotations(mc, rc);
   if (cfg.r1_from.empty()) return init;
   SPIN_CHECK(cfg.rotation.r1, "spintrain: --r1-from needs r1 in --rotations");
   const Rotations from = load_model(cfg.r1_from).rotations;
@@ -44,6 +46,29 @@ Rotations initial_rotations(const TrainConfig& cfg, const ModelConfig& mc) {
              " but ", cfg.model, " has hidden_size ", mc.hidden_size);
   init.r1 = from.r1;
   return init;
+}
+
+// --init best: of identity, Hadamard and random Hadamard, the start whose student has the lowest KL to
+// the float model on the monitor rows. Returns the chosen config and one record per candidate.
+std::pair<RotationConfig, nlohmann::json> best_init(const TrainConfig& cfg, const ModelConfig& mc,
+                                                    const ModelWeights& base, const torch::Tensor& calib_rows) {
+  const Monitor monitor(cfg, mc, base, calib_rows, cfg.monitor_rows);
+  RotationConfig best = cfg.rotation;
+  double best_kl = INFINITY;
+  nlohmann::json records = nlohmann::json::array();
+  for (RotationInit candidate : {RotationInit::identity, RotationInit::hadamard, RotationInit::random_hadamard}) {
+    RotationConfig rc = cfg.rotation;
+    rc.init = candidate;
+    const EvalResult r = monitor.evaluate(Learnables::create(cfg, mc, initial_rotations(cfg, mc, rc), false));
+    records.push_back({{"init_candidate", to_string(candidate)}, {"monitor_nll", r.nll}, {"monitor_kl", r.kl}});
+    if (!cfg.quiet)
+      std::cerr << "init " << to_string(candidate) << ": monitor kl " << r.kl << "  nll " << r.nll << std::endl;
+    if (r.kl < best_kl) {
+      best_kl = r.kl;
+      best = rc;
+    }
+  }
+  return {best, records};
 }
 
 // Elements of every tensor the export will hold (`base`: norm-folded, lm_head untied).
@@ -113,53 +138,66 @@ torch::Tensor load_eval_rows(const TrainConfig& cfg, const ModelConfig& mc) {
   return ids.to(cfg.device);
 }
 
-// The before/after table on the eval rows (empty without them): float, RTN without rotation, RTN with
-// the initial rotations, RTN with the learned ones, each with NLL, ppl and KL to the float model.
-nlohmann::json eval_table(const TrainConfig& cfg, const ModelConfig& mc, const torch::Tensor& ids,
-                          const ModelWeights& stored, const ModelWeights& base, const ModelWeights& base64,
-                          const Rotations& init, const ModelWeights& fused, const std::vector<LayerClip>& clip) {
-  nlohmann::json table = nlohmann::json::array();
-  if (!ids.defined()) return table;
-  auto compute = [&](const ModelWeights& w) {
+// The before/after table on the eval rows: each model's NLL, ppl and KL to the float model, one row per
+// add(); nothing without eval rows.
+struct EvalTable {
+  const TrainConfig& cfg;
+  const ModelConfig& mc;
+  const torch::Tensor& ids;  // [rows, T], or undefined
+  const ModelWeights& base;  // the float model (with `teacher` options)
+  nlohmann::json rows = nlohmann::json::array();
+
+  // `w` in the training dtype and device, RTN-quantized (`weight`, with learned `clip` ratios if any).
+  ModelWeights rtn(const ModelWeights& w, const std::vector<LayerClip>& clip = {}) const {
+    return fake_quant_weights(compute(w), cfg.weight, clip);
+  }
+  ModelWeights compute(const ModelWeights& w) const {
     return map_weights(mc, w, [&](const torch::Tensor& t) { return t.detach().to(cfg.device, cfg.dtype); });
-  };
-  const ModelRef reference{&mc, &base, cfg.teacher()};
-  auto row = [&](const std::string& name, const ModelWeights& w, const ForwardOptions& fo) {
+  }
+  void add(const std::string& name, const ModelWeights& w, const ForwardOptions& fo) {
+    if (!ids.defined()) return;
     torch::NoGradGuard g;
-    const ModelRef m{&mc, &w, fo};
+    const ModelRef reference{&mc, &base, cfg.teacher()}, m{&mc, &w, fo};
     EvalResult r = evaluate(m, ids, cfg.batch_size, &reference);
     nlohmann::json j = r.to_json();
     j["name"] = name;
-    table.push_back(j);
+    rows.push_back(j);
     std::cerr << std::left << std::setw(28) << name << std::fixed << " nll " << std::setprecision(4) << r.nll << "  ppl "
               << std::setprecision(3) << r.ppl << "  kl " << std::setprecision(4) << r.kl << std::endl;
-  };
-  const ForwardOptions quant = cfg.student();
-  if (!cfg.skip_baselines) {
-    row("float", base, cfg.teacher());
-    ForwardOptions plain = quant;
-    plain.r3 = plain.r4 = false;
-    row("rtn (no rotation)", fake_quant_weights(compute(stored), cfg.weight), plain);
-    row(cat("rtn + ", to_string(cfg.rotation.init), " init"),
-        fake_quant_weights(compute(rotate_weights(mc, base64, init)), cfg.weight), quant);
   }
-  row("rtn + learned", fake_quant_weights(compute(fused), cfg.weight, clip), quant);
-  return table;
+};
+
+// --gptq: GPTQ of the exported model exactly as spin-gptq would run it on cfg.out (its stored weights,
+// the run's calibration rows), written to cfg.gptq_out; returns the dequantized weights.
+ModelWeights gptq_export(const TrainConfig& cfg, const torch::Tensor& calib_rows) {
+  const LoadedModel exported = load_model(cfg.out);
+  const ModelConfig& mc = exported.checkpoint.config;
+  GptqSource source{&exported.checkpoint, map_weights(mc, exported.checkpoint.weights, [&](const torch::Tensor& t) {
+                      return t.to(cfg.device, cfg.dtype);
+                    }),
+                    mc.json};
+  if (nlohmann::json clip = drop_learned_clip(source.config_json); !clip.is_null())
+    source.notes["learned_weight_clip"] = clip;
+  source.extra_files = [&](const fs::path& tmp) { copy_rotations_file(mc.json, cfg.out, tmp); };
+  return export_gptq(cfg.gptq_out, source, calib_rows.cpu(), cfg.gptq_export);
 }
 
 // The rotated checkpoint with what spintrain adds to it: the training section, folded scales, the clip
 // ratios, the resolved configuration and the results.
-void export_run(const TrainConfig& cfg, const Checkpoint& source, const ModelWeights& fused, const Rotations& rotations,
-                const Learnables& learn, const nlohmann::json& results) {
+// `rotation` is the run's, with the init --init best chose.
+void export_run(const TrainConfig& cfg, const RotationConfig& rotation, const Checkpoint& source,
+                const ModelWeights& fused, const Rotations& rotations, const Learnables& learn,
+                const nlohmann::json& results) {
   nlohmann::json train_section = {{"mode", to_string(cfg.mode)}, {"steps", cfg.steps},
                                   {"optimizer", to_string(cfg.optimizer)}, {"loss", to_string(cfg.loss)},
                                   {"lr", cfg.lr}, {"quant_proxy", cfg.quant().describe()}};
+  if (cfg.init_best) train_section["init"] = "best";
   nlohmann::json section = {{"training", train_section}};
   if (cfg.smooth)  // folded: the norm weights hold 1/s, the linears W·diag(s)
     section["smoothing_folded"] = cfg.rotation.r4 ? nlohmann::json{"attn_in", "mlp_in", "v_out"}
                                                   : nlohmann::json{"attn_in", "mlp_in", "v_out", "up_out"};
   if (cfg.learn_clip) section["weight_clip_file"] = kWeightClipFile;
-  export_rotated(cfg.out, source, fused, cfg.rotation, rotations, section, [&](const fs::path& dir) {
+  export_rotated(cfg.out, source, fused, rotation, rotations, section, [&](const fs::path& dir) {
     write_text_atomic(dir / "spintrain_config.json", cfg.values.json().dump(2) + "\n");
     write_text_atomic(dir / "spintrain_results.json", results.dump(2) + "\n");
     if (cfg.learn_clip) save_weight_clip(dir / kWeightClipFile, learn.clip);
@@ -192,13 +230,19 @@ TrainSummary run_spintrain(const TrainConfig& cfg) {
   input.checkpoint.weights = ModelWeights{};
 
   // ------------------------------------------------------------------ learnables
-  const Rotations init = initial_rotations(cfg, mc);
+  nlohmann::json init_records = nlohmann::json::array();
+  RotationConfig rotation = cfg.rotation;
+  if (cfg.init_best) std::tie(rotation, init_records) = best_init(cfg, mc, base, calib.rows());
+  const Rotations init = initial_rotations(cfg, mc, rotation);
   // Only end-to-end training sees R1's effect on every layer at once; the other modes keep it fixed.
   Learnables learn = Learnables::create(cfg, mc, init, cfg.mode == Mode::e2e);
   SPIN_CHECK(!learn.all().empty() || cfg.mode == Mode::adapt,
              "spintrain: nothing to learn: --rotations names nothing and --smooth/--learn-clip are off");
+  if (cfg.gptq) check_gptq_export(mc, cfg.gptq_export, cfg.model);  // refusals before any training
   if (cfg.resource_check) {
     if (group.is_main()) require_disk(cfg.out, export_bytes(mc, base, learn, stored_dtype), "spintrain: the export");
+    if (group.is_main() && cfg.gptq)  // at most the rotated export's size (packed weights are smaller)
+      require_disk(cfg.gptq_out, export_bytes(mc, base, learn, stored_dtype), "spintrain: the GPTQ export");
     if (cfg.device.is_cpu())
       require_memory(extra_memory_estimate(cfg, mc, base, group, calib.seq_len(), stored_dtype),
                      cat("spintrain (rank ", group.rank(), ")"));
@@ -207,6 +251,7 @@ TrainSummary run_spintrain(const TrainConfig& cfg) {
   // ------------------------------------------------------------------ learn
   // Rank 0 alone writes the log, the training state and the export; the others only train.
   TrainLog log = group.is_main() ? TrainLog(cfg.log, cfg.resume, cfg.quiet) : TrainLog();
+  for (const nlohmann::json& r : init_records) log.record(r);
   const auto t0 = Clock::now();
   const LearnResult learned = learn_mode(Job{cfg, mc, base, init, calib, group, log}, learn);
   const double train_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -225,18 +270,43 @@ TrainSummary run_spintrain(const TrainConfig& cfg) {
   const ModelWeights fused = fused_weights(mc, base64, rotations, learn.smoothing);
 
   // ------------------------------------------------------------------ evaluate
-  summary.eval_table = eval_table(cfg, mc, eval_rows, input.checkpoint.weights, base, base64, init, fused, learn.clip);
+  EvalTable table{cfg, mc, eval_rows, base};
+  const ForwardOptions quant = cfg.student();
+  if (!cfg.skip_baselines) {
+    table.add("float", base, cfg.teacher());
+    ForwardOptions plain = quant;
+    plain.r3 = plain.r4 = false;
+    table.add("rtn (no rotation)", table.rtn(input.checkpoint.weights), plain);
+    table.add(cat("rtn + ", to_string(rotation.init), " init"), table.rtn(rotate_weights(mc, base64, init)), quant);
+  }
+  table.add("rtn + learned", table.rtn(fused, learn.clip), quant);
 
   // ------------------------------------------------------------------ export
-  const nlohmann::json results = {{"eval", summary.eval_table},
-                                  {"final_loss", summary.final_loss},
-                                  {"orth_err", summary.max_orthogonality_error},
-                                  {"mode", to_string(cfg.mode)},
-                                  {"train_seconds", train_seconds},
-                                  {"train_peak_rss_bytes", train_peak_rss},
-                                  {"peak_rss_bytes", peak_rss_bytes()},
-                                  {"config", cfg.values.json()}};
-  export_run(cfg, input.checkpoint, fused, rotations, learn, results);
+  nlohmann::json results = {{"final_loss", summary.final_loss},
+                            {"orth_err", summary.max_orthogonality_error},
+                            {"mode", to_string(cfg.mode)},
+                            {"train_seconds", train_seconds},
+                            {"train_peak_rss_bytes", train_peak_rss},
+                            {"config", cfg.values.json()}};
+  auto finish = [&] {
+    results["eval"] = summary.eval_table = table.rows;
+    results["peak_rss_bytes"] = peak_rss_bytes();
+  };
+  finish();
+  export_run(cfg, rotation, input.checkpoint, fused, rotations, learn, results);
+
+  // ------------------------------------------------------------------ GPTQ (--gptq)
+  if (cfg.gptq) {
+    table.add("gptq + learned", gptq_export(cfg, calib.rows()), quant);
+    if (!cfg.skip_baselines && eval_rows.defined()) {
+      const GptqModelOptions& o = cfg.gptq_export.model;
+      table.add(cat("gptq + ", to_string(rotation.init), " init"),
+                gptq_model(mc, table.compute(rotate_weights(mc, base64, init)), calib.rows().cpu(), o), quant);
+    }
+    finish();
+    results["gptq_out"] = cfg.gptq_out;
+    write_text_atomic(fs::path(cfg.out) / "spintrain_results.json", results.dump(2) + "\n");
+  }
   log.record({{"summary", results}});
   return summary;
 }
