@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <iomanip>
 #include <sstream>
@@ -118,7 +119,7 @@ torch::Tensor read_token_ids(const std::string& path, const std::string& dataset
 }
 
 void write_token_ids(const std::string& path, const torch::Tensor& ids,
-                     const std::map<std::string, std::string>& attributes) {
+                     const std::map<std::string, std::string>& attributes, const std::string& output_marker) {
   const std::string where = cat(path, ": ", dataset_label(kTokenDataset));
   SPIN_CHECK(ids.dim() == 2, where, ": expected a [N, T] tensor, got shape ", ids.sizes());
   SPIN_CHECK(!ids.is_floating_point() && !ids.is_complex() && ids.scalar_type() != torch::kBool,
@@ -145,6 +146,11 @@ void write_token_ids(const std::string& path, const torch::Tensor& ids,
       str.setCset(H5T_CSET_UTF8);
       const H5::DataSpace scalar(H5S_SCALAR);
       for (const auto& [key, value] : attributes) ds.createAttribute(key, str, scalar).write(str, value);
+      if (!output_marker.empty()) {
+        H5::StrType fixed(H5::PredType::C_S1, output_marker.size());
+        fixed.setStrpad(H5T_STR_NULLPAD);
+        ds.createAttribute(kOutputMarkerAttribute, fixed, scalar).write(fixed, output_marker.data());
+      }
     });
     fsync_path(tmp);
     fs::rename(tmp, target);
@@ -172,6 +178,29 @@ std::map<std::string, std::string> read_attributes(const std::string& path) {
     }
     return out;
   });
+}
+
+std::string read_output_marker(const std::string& path) {
+  constexpr size_t kMaxMarkerBytes = 4096;
+  H5::Exception::dontPrint();
+  try {
+    if (!fs::is_regular_file(path) || !H5::H5File::isHdf5(path)) return "";
+    const H5::H5File file(path, H5F_ACC_RDONLY);
+    if (!file.nameExists(kTokenDataset)) return "";
+    const H5::DataSet ds = file.openDataSet(kTokenDataset);
+    if (!ds.attrExists(kOutputMarkerAttribute)) return "";
+    const H5::Attribute attr = ds.openAttribute(kOutputMarkerAttribute);
+    if (attr.getTypeClass() != H5T_STRING || attr.getSpace().getSimpleExtentType() != H5S_SCALAR) return "";
+    const H5::StrType type = attr.getStrType();
+    if (type.isVariableStr()) return "";
+    const size_t size = type.getSize();
+    if (size == 0 || size > kMaxMarkerBytes || attr.getStorageSize() != size) return "";
+    std::vector<char> bytes(size);
+    attr.read(type, bytes.data());  // the file's own type: a plain copy, no conversion
+    return std::string(bytes.data(), strnlen(bytes.data(), size));
+  } catch (...) {
+    return "";
+  }
 }
 
 }  // namespace spin::data

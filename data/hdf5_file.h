@@ -21,12 +21,24 @@ inline const std::string kTokenDataset = "input_ids";
 // practice), rank 2, non-empty. Returns int64 [N, T] on CPU. Float ids are rejected.
 torch::Tensor read_token_ids(const std::string& path, const std::string& dataset = kTokenDataset);
 
+// The attribute of dataset `input_ids` that marks a file as a tool's output (src/io/output_guard.h).
+inline const std::string kOutputMarkerAttribute = "spintrain_output";
+
 // Writes `ids` (integer tensor [N, T], N, T > 0, every value in int32 range) as dataset
 // `input_ids` (int32, little endian) of a new HDF5 file `path`, with `attributes` attached to the
-// dataset as variable-length UTF-8 strings. Atomic: written to "<path>.tmp.<pid>", fsync'ed and
-// renamed over `path`; on failure the temporary is removed and `path` is untouched.
+// dataset as variable-length UTF-8 strings. A non-empty `output_marker` is attached as attribute
+// kOutputMarkerAttribute, a fixed-length string (see read_output_marker). Atomic: written to
+// "<path>.tmp.<pid>", fsync'ed and renamed over `path`; on failure the temporary is removed and
+// `path` is untouched.
 void write_token_ids(const std::string& path, const torch::Tensor& ids,
-                     const std::map<std::string, std::string>& attributes);
+                     const std::map<std::string, std::string>& attributes, const std::string& output_marker = "");
+
+// The kOutputMarkerAttribute of dataset `input_ids` of `path`, or "" when `path` is not a readable
+// HDF5 file with that dataset and a scalar fixed-length string attribute of that name (at most 4 KiB).
+// Never throws. Safe on any file: a fixed-length string is stored inside the attribute's header
+// message, so reading it never touches the global heap, where libhdf5 crashes on corrupt
+// variable-length strings (see read_attributes).
+std::string read_output_marker(const std::string& path);
 
 // The attributes of dataset `input_ids` of `path`. String attributes are returned as stored;
 // numeric ones (as h5py writes them) are formatted as decimal text, arrays joined with ','.
