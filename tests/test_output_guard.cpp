@@ -12,7 +12,10 @@
 #include "data/hdf5_file.h"
 #include "src/base/check.h"
 #include "src/io/atomic_file.h"
+#include "src/io/checkpoint.h"
 #include "src/io/output_guard.h"
+#include "src/quant/gptq.h"
+#include "src/quant/gptq_format.h"
 #include "tests/test_util.h"
 
 using namespace spin;
@@ -602,4 +605,35 @@ TEST(OutputGuard, MarkerWritersProduceWhatTheGuardRecognises) {
   EXPECT_EQ(why_not_our_output(dir / "ck", OutputKind::checkpoint_dir, "spin-gptq"), "");
   EXPECT_THROW(write_dir_marker(dir / "ck", OutputKind::log_file, "spintrain"), Error);
   EXPECT_THROW(write_dir_marker(dir / "ck", OutputKind::state_dir, "spintrain", {"../state.pt"}), Error);
+}
+
+// save_checkpoint and save_gptq_checkpoint copy a source's non-weight files; the source's marker is
+// not one of them, so an output never passes for the tool that wrote its input.
+TEST(OutputGuard, CheckpointWritersDoNotCopyTheSourceMarker) {
+  const fs::path dir = scratch("guard_copy_marker");
+  const fs::path src = dir / "src";
+  fs::copy(test::asset("models/stories260K"), src, fs::copy_options::recursive);
+  write(src / "generation_config.json", "{}\n");
+  write_dir_marker(src, OutputKind::checkpoint_dir, "spin-rotate");
+  const Checkpoint ck = load_checkpoint(src);
+
+  SaveOptions opt;
+  opt.config_json = ck.config.json;
+  opt.dtype = ck.dtype;
+  opt.copy_from = src;
+  save_checkpoint(dir / "plain", ck.config, ck.weights, opt);
+  EXPECT_TRUE(fs::exists(dir / "plain" / "generation_config.json"));
+  EXPECT_FALSE(fs::exists(dir / "plain" / kOutputMarkerFile));
+
+  std::map<std::string, PackedLinear> packed;
+  GptqOptions o;
+  o.grid = {4, 0, true, 1.0};
+  for (const auto& [name, w] : named_tensors(ck.config, ck.weights)) {
+    if (!is_quantized_linear(name)) continue;
+    const torch::Tensor wf = w.to(torch::kFloat32);
+    packed[name] = pack_gptq(gptq_quantize(wf, torch::eye(wf.size(1), torch::kFloat32), o, name));
+  }
+  save_gptq_checkpoint(dir / "gptq", ck, ck.weights, packed, {o, 1, 1});
+  EXPECT_TRUE(fs::exists(dir / "gptq" / "generation_config.json"));
+  EXPECT_FALSE(fs::exists(dir / "gptq" / kOutputMarkerFile));
 }
