@@ -13,7 +13,8 @@
 //
 // Paths are compared after resolution: absolute, every symbolic link followed (also a dangling
 // one, to the path it names), "." and ".." applied, trailing slashes dropped; existing paths are
-// then compared by device and inode (hard links, bind mounts), paths that do not exist yet by name.
+// then compared by device and inode (hard links; bind mounts too, untested), paths that do not
+// exist yet by name.
 //
 // Markers (format "spintrain-output/1"; a marker written by one tool is never accepted for another):
 //   checkpoint_dir, state_dir: DIR/spintrain-output.json =
