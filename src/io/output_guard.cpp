@@ -243,10 +243,9 @@ std::string why_not_our_log(const fs::path& path, OutputKind kind, const std::st
 
 std::string why_not_our_calib(const fs::path& path, OutputKind kind, const std::string& tool) {
   const std::string text = data::read_output_marker(path.string());
-  if (text.empty()) return cat("no ", data::kOutputMarkerAttribute, " attribute on dataset ", data::kTokenDataset);
+  if (text.empty()) return "no output marker in an HDF5 user block";
   nlohmann::json m;
-  if (std::string why = parse_marker(text, cat(data::kOutputMarkerAttribute, " attribute"), m); !why.empty())
-    return why;
+  if (std::string why = parse_marker(text, "user block", m); !why.empty()) return why;
   return why_not_marker(m, kind, tool);
 }
 

@@ -23,8 +23,9 @@
 //     DIR must hold nothing but the marker, the listed files and their "<name>.tmp.<pid>"
 //     temporaries; a user's file added to it makes it foreign.
 //   log_file: the first line is {"spintrain_output": {"format": ..., "kind": "log_file", "tool": ...}}.
-//   calib_file: dataset input_ids carries the fixed-length string attribute "spintrain_output"
-//     (data::kOutputMarkerAttribute) = {"format": ..., "kind": "calib_file", "tool": "spin-calib"}.
+//   calib_file: the file's 512-byte HDF5 user block (before the superblock; HDF5 readers skip it)
+//     holds {"format": ..., "kind": "calib_file", "tool": "spin-calib"}, NUL-padded; it is read as
+//     plain bytes (data::read_output_marker), never through libhdf5.
 // The check is made against mistakes before a run, not against concurrent changes: a writer that
 // runs long (spintrain) should call check() again just before it replaces an output.
 #pragma once
