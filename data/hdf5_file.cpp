@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <sstream>
 #include <vector>
@@ -118,7 +119,7 @@ torch::Tensor read_token_ids(const std::string& path, const std::string& dataset
 }
 
 void write_token_ids(const std::string& path, const torch::Tensor& ids,
-                     const std::map<std::string, std::string>& attributes) {
+                     const std::map<std::string, std::string>& attributes, const std::string& output_marker) {
   const std::string where = cat(path, ": ", dataset_label(kTokenDataset));
   SPIN_CHECK(ids.dim() == 2, where, ": expected a [N, T] tensor, got shape ", ids.sizes());
   SPIN_CHECK(!ids.is_floating_point() && !ids.is_complex() && ids.scalar_type() != torch::kBool,
@@ -129,6 +130,9 @@ void write_token_ids(const std::string& path, const torch::Tensor& ids,
   SPIN_CHECK(lo >= INT32_MIN && hi <= INT32_MAX, where, ": ids [", lo, ", ", hi,
              "] do not fit in int32");
   const torch::Tensor ids32 = ids64.to(torch::kInt32).contiguous();  // [N, T]
+  // At most 400 bytes leaves room in the user block for the NULs and the file size.
+  SPIN_CHECK(output_marker.size() <= 400 && output_marker.find('\0') == std::string::npos, path,
+             ": an output marker must be at most 400 bytes without NUL, got ", output_marker.size(), " bytes");
 
   const fs::path target(path);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
@@ -136,7 +140,9 @@ void write_token_ids(const std::string& path, const torch::Tensor& ids,
   try {
     fs::create_directories(dir);
     hdf5_guard(path, cat("write ", dataset_label(kTokenDataset)), [&] {
-      H5::H5File file(tmp.string(), H5F_ACC_TRUNC);
+      H5::FileCreatPropList create;
+      if (!output_marker.empty()) create.setUserblock(kOutputMarkerBytes);
+      H5::H5File file(tmp.string(), H5F_ACC_TRUNC, create);
       const hsize_t dims[2] = {static_cast<hsize_t>(ids32.size(0)), static_cast<hsize_t>(ids32.size(1))};
       const H5::DataSpace space(2, dims);
       H5::DataSet ds = file.createDataSet(kTokenDataset, H5::PredType::STD_I32LE, space);
@@ -146,6 +152,16 @@ void write_token_ids(const std::string& path, const torch::Tensor& ids,
       const H5::DataSpace scalar(H5S_SCALAR);
       for (const auto& [key, value] : attributes) ds.createAttribute(key, str, scalar).write(str, value);
     });
+    if (!output_marker.empty()) {
+      // libhdf5 reserves the user block and leaves its contents to us: the marker, NUL, the file's
+      // size in decimal, NUL-padded (see read_output_marker).
+      std::string block = cat(output_marker, '\0', fs::file_size(tmp));
+      block.resize(kOutputMarkerBytes, '\0');
+      std::fstream f(tmp, std::ios::in | std::ios::out | std::ios::binary);
+      f.write(block.data(), static_cast<std::streamsize>(block.size()));
+      f.close();
+      SPIN_CHECK(!f.fail(), path, ": cannot write the output marker");
+    }
     fsync_path(tmp);
     fs::rename(tmp, target);
   } catch (const fs::filesystem_error& e) {
@@ -172,6 +188,27 @@ std::map<std::string, std::string> read_attributes(const std::string& path) {
     }
     return out;
   });
+}
+
+std::string read_output_marker(const std::string& path) {
+  static const char kSignature[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return "";  // also keeps a FIFO from blocking the read
+  std::ifstream in(path, std::ios::binary);
+  std::string head(kOutputMarkerBytes + sizeof(kSignature), '\0');
+  if (!in.read(head.data(), static_cast<std::streamsize>(head.size()))) return "";
+  if (head.compare(kOutputMarkerBytes, sizeof(kSignature), kSignature, sizeof(kSignature)) != 0) return "";
+  // "<marker>\0<size>\0...": the marker counts only while the file keeps the size it was written
+  // with, so a copy that was cut short or extended in place (h5py mode "a") is no longer ours.
+  const size_t end = head.find('\0');
+  if (end == 0 || end >= kOutputMarkerBytes) return "";
+  const size_t size_end = head.find('\0', end + 1);
+  const std::string size = head.substr(end + 1, size_end - end - 1);
+  if (size_end >= kOutputMarkerBytes || size.empty() || size.size() > 19 ||
+      size.find_first_not_of("0123456789") != std::string::npos)
+    return "";
+  if (std::stoull(size) != fs::file_size(path, ec) || ec) return "";
+  return head.substr(0, end);
 }
 
 }  // namespace spin::data

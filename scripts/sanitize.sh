@@ -10,10 +10,11 @@ build=${1:-$root/build-asan}
 jobs=${SPIN_JOBS:-2}
 start=$(date +%s)
 
-# The selection: every parser/data/optimizer/reliability/resource test except the optimizer benchmark.
+# The selection: every parser/data/optimizer/reliability/resource test except the optimizer benchmark,
+# and the output guard (it reads whatever lies at an output path).
 tests=()
 for src in "$root"/tests/test_safetensors.cpp "$root"/tests/test_data_*.cpp "$root"/tests/test_optim_*.cpp \
-           "$root"/tests/test_reliability_*.cpp "$root"/tests/test_resources.cpp; do
+           "$root"/tests/test_reliability_*.cpp "$root"/tests/test_resources.cpp "$root"/tests/test_output_guard.cpp; do
   name=$(basename "$src" .cpp)
   [[ -f $src && $name != test_optim_bench ]] && tests+=("$name")
 done

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "src/io/atomic_file.h"
+#include "src/io/output_guard.h"
 #include "src/base/check.h"
 #include "src/base/json_input.h"
 #include "src/io/resources.h"
@@ -114,7 +115,8 @@ void save_checkpoint(const fs::path& dir, const ModelConfig& config, const Model
         const std::string name = entry.path().filename().string();
         const bool weight_file = entry.path().extension() == ".safetensors" || name == kIndexFile ||
                                  entry.path().extension() == ".bin" || name == "config.json";
-        if (entry.is_regular_file() && !weight_file) fs::copy_file(entry.path(), tmp / name);
+        // The source's output marker describes the source; the writer marks the new directory itself.
+        if (entry.is_regular_file() && !weight_file && name != kOutputMarkerFile) fs::copy_file(entry.path(), tmp / name);
       }
     }
     write_text_atomic(tmp / "config.json", opt.config_json.dump(2) + "\n");

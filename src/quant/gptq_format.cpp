@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "src/io/atomic_file.h"
+#include "src/io/output_guard.h"
 #include "src/base/check.h"
 #include "src/io/resources.h"
 #include "src/io/safetensors.h"
@@ -258,7 +259,9 @@ void save_gptq_checkpoint(const fs::path& dir, const Checkpoint& source, const M
       const std::string name = entry.path().filename().string();
       const bool weights_or_config = entry.path().extension() == ".safetensors" || entry.path().extension() == ".bin" ||
                                      name == "model.safetensors.index.json" || name == "config.json";
-      if (entry.is_regular_file() && !weights_or_config) fs::copy_file(entry.path(), tmp / name);
+      // The source's output marker describes the source; the writer marks the new directory itself.
+      if (entry.is_regular_file() && !weights_or_config && name != kOutputMarkerFile)
+        fs::copy_file(entry.path(), tmp / name);
     }
     if (info.extra_files) info.extra_files(tmp);
     write_text_atomic(tmp / "config.json", cfg.dump(2) + "\n");
