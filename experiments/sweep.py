@@ -142,6 +142,35 @@ def read_log(d):
     return steps
 
 
+# The sweep directory's output marker (the rule of src/io/output_guard.h, docs/RELIABILITY.md): --out may be
+# a new or empty directory, or a directory an earlier sweep marked, which the sweep then continues.
+MARKER = {"format": "spintrain-output/1", "kind": "results_dir", "tool": "sweep.py"}
+MARKER_FILE = "spintrain-output.json"
+
+
+def claim_out(out):
+    """Refuses (exit 1, one line) an --out that is not new, empty or an earlier sweep's; marks it ours."""
+    path = os.path.realpath(out)
+    if os.path.exists(path) and not os.path.isdir(path):
+        sys.exit(f"error: sweep.py: --out {out}: is a file, not a directory; choose a new directory")
+    marker = os.path.join(path, MARKER_FILE)
+    if os.path.isdir(path) and os.listdir(path):
+        try:
+            with open(marker) as f:
+                ours = json.load(f) == MARKER
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            sys.exit(f"error: sweep.py: --out {out}: is a non-empty directory that no sweep wrote (no {MARKER_FILE}); "
+                     "choose a new directory")
+    os.makedirs(path, exist_ok=True)
+    tmp = marker + f".tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(MARKER, f)
+        f.write("\n")
+    os.replace(tmp, marker)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("grid")
@@ -151,6 +180,7 @@ def main():
     ap.add_argument("--bin", default="build/bin")
     args = ap.parse_args()
     spec = json.load(open(args.grid))
+    claim_out(args.out)
     base, grid = spec.get("base", {}), spec["grid"]
     todo = list(points(grid))
 

@@ -21,7 +21,10 @@ std::string spintrain(const fs::path& out, const std::string& extra) {
 std::vector<nlohmann::json> log_lines(const fs::path& file) {
   std::ifstream in(file);
   std::vector<nlohmann::json> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    if (!j.contains("spintrain_output")) lines.push_back(j);  // the log's first line marks it as ours
+  }
   return lines;
 }
 

@@ -6,7 +6,6 @@
 // pack, and a spintrain --learn-clip model through spin-gptq. Needs spin-gptq, spin-eval, spin-rotate
 // and spintrain built.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <functional>
@@ -184,8 +183,7 @@ class GptqExports : public ::testing::Test {
   // without padding — a different model, for format tests), its rotation, and two models that must be
   // refused.
   static void SetUpTestSuite() {
-    // One directory per process: ctest runs each test of the suite in its own process, in parallel.
-    dir_ = test::scratch("gptq_format_models." + std::to_string(::getpid()));
+    dir_ = test::suite_scratch("gptq_format_models");
     write_edited(dir_ / "mlp160", [](ModelConfig& c, ModelWeights& w) {
       c = with_intermediate_size(c, 160);
       for (LayerWeights& L : w.layers) {

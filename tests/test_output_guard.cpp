@@ -640,15 +640,19 @@ TEST(OutputGuard, CheckpointWritersDoNotCopyTheSourceMarker) {
   EXPECT_TRUE(fs::exists(dir / "plain" / "generation_config.json"));
   EXPECT_FALSE(fs::exists(dir / "plain" / kOutputMarkerFile));
 
+  // The GPTQ format packs only multiples of 32: stories260K with intermediate_size padded to 192.
+  Checkpoint padded = ck;
+  padded.config = with_intermediate_size(ck.config, 192);
+  padded.weights = pad_intermediate(ck.config, ck.weights, 192);
   std::map<std::string, PackedLinear> packed;
   GptqOptions o;
   o.grid = {4, 0, true, 1.0};
-  for (const auto& [name, w] : named_tensors(ck.config, ck.weights)) {
-    if (!is_quantized_linear(name)) continue;
+  for (const auto& [name, w] : named_tensors(padded.config, padded.weights)) {
+    if (!find_linear(name)) continue;
     const torch::Tensor wf = w.to(torch::kFloat32);
     packed[name] = pack_gptq(gptq_quantize(wf, torch::eye(wf.size(1), torch::kFloat32), o, name));
   }
-  save_gptq_checkpoint(dir / "gptq", ck, ck.weights, packed, {o, 1, 1});
+  save_gptq_checkpoint(dir / "gptq", padded, padded.weights, packed, {o, 1, 1, {}, {}});
   EXPECT_TRUE(fs::exists(dir / "gptq" / "generation_config.json"));
   EXPECT_FALSE(fs::exists(dir / "gptq" / kOutputMarkerFile));
 }

@@ -44,7 +44,7 @@ int run_eval(const fs::path& model, const fs::path& data, const fs::path& log, s
 class Corpus : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = test::scratch("reliability_corpus");
+    dir_ = test::suite_scratch("reliability_corpus");
     cases_ = test::corpus::build(dir_, kModel, kData);
   }
   static inline fs::path dir_;

@@ -80,13 +80,14 @@ TEST(Spintrain, LearningRunsAndExportIsInvariant) {
 // uninterrupted run: the rotations must be bitwise identical (same thread count).
 TEST(Spintrain, ResumeAfterSigkillMatchesUninterruptedRun) {
   auto dir = test::scratch("spintrain_resume");
-  const std::string common = "--wbits 4 --abits 8 --kbits 8 --vbits 8 --r3 --r4 --steps 10 --save-every 2 --lr 0.5";
+  const std::string common =
+      "--wbits 4 --abits 8 --kbits 8 --vbits 8 --r3 --r4 --steps 10 --save-every 2 --lr 0.5 --seq-len 128";
   ASSERT_EQ(test::run(spintrain(dir / "full", common), dir / "full.txt"), 0);
 
   const fs::path out = dir / "part", log = dir / "part.log.jsonl";
   const std::string kill_mid_run = "(" + spintrain(out, common) + " & pid=$!; " +
-                                   "for i in $(seq 600); do [ -f " + log.string() + " ] && [ $(wc -l < " +
-                                   log.string() + ") -ge 5 ] && break; sleep 0.1; done; kill -9 $pid; wait $pid)";
+                                   "for i in $(seq 3000); do [ -f " + log.string() + " ] && [ $(wc -l < " +
+                                   log.string() + ") -ge 5 ] && break; sleep 0.02; done; kill -9 $pid; wait $pid)";
   EXPECT_NE(test::run(kill_mid_run, dir / "killed.txt"), 0);
   EXPECT_FALSE(fs::exists(out)) << "no export before training finished";
   ASSERT_TRUE(fs::exists(dir / "part.state" / "state.pt"));
@@ -158,7 +159,7 @@ TEST(Spintrain, SigkillDuringExportKeepsACompleteOutput) {
     return true;
   };
   int kills = 0, killed_mid_export = 0, kept_previous = 0, got_new = 0;
-  for (const char* delay : {"0", "0.05", "0.1", "0.2", "0.4", "1", "3"}) {
+  for (const char* delay : {"0", "0.1", "0.4", "1.5"}) {
     // Wait for this run's own temporary (earlier kills leave theirs behind), wait `delay`, kill.
     const std::string tmp = out.string() + ".tmp.$pid";
     const std::string kill_in_export = "(" + run + out.string() + " & pid=$!; until [ -d " + tmp +
@@ -181,7 +182,7 @@ TEST(Spintrain, SigkillDuringExportKeepsACompleteOutput) {
     }
   }
   EXPECT_GT(killed_mid_export, 0) << "no kill landed inside the export; the test proves nothing";
-  std::cout << "SIGKILLs: " << kills << " of 7, " << killed_mid_export << " inside the export (temporary left); "
+  std::cout << "SIGKILLs: " << kills << " of 4, " << killed_mid_export << " inside the export (temporary left); "
             << "output afterwards: previous " << kept_previous << ", new complete " << got_new << std::endl;
 
   // The state was saved at step 2 before the export: --resume only fuses and exports.

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -32,6 +33,12 @@ inline std::filesystem::path scratch(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+// A fresh directory for what a suite builds once per process (SetUpTestSuite): ctest runs each test of
+// a suite as its own process, in parallel, so the directory's name carries the process id.
+inline std::filesystem::path suite_scratch(const std::string& name) {
+  return scratch(name + "." + std::to_string(::getpid()));
 }
 
 // Runs a shell command, returns its exit status; stdout+stderr go to `log` if given.

@@ -8,6 +8,7 @@
 #include "data/calib_dataset.h"
 #include "src/base/check.h"
 #include "src/cli/main.h"
+#include "src/io/output_guard.h"
 #include "src/quant/gptq_export.h"
 #include "src/rotation/format.h"
 
@@ -32,7 +33,7 @@ int main(int argc, char** argv) {
       } +
           cli::with_defaults(cli::select(cli::quant_options(), {"wbits", "groupsize"}),
                              {{"wbits", "4"}, {"groupsize", "128"}}) +
-          cli::gptq_options() + cli::with_defaults(cli::run_options(), {{"device", "cpu"}})};
+          cli::gptq_options() + cli::output_options() + cli::with_defaults(cli::run_options(), {{"device", "cpu"}})};
   return cli::tool_main(argc, argv, program, [](const cli::Values& v) {
     SPIN_CHECK(!v.text("model").empty() && !v.text("calib").empty() && !v.text("out").empty(),
                "spin-gptq: --model, --calib and --out are required (see --help)");
@@ -42,7 +43,12 @@ int main(int argc, char** argv) {
     opt.model.batch_size = v.integer("batch-size");
     opt.quiet = v.flag("quiet");
 
-    const fs::path model_dir = v.text("model"), out = v.text("out");
+    const fs::path model_dir = v.text("model");
+    OutputGuard guard("spin-gptq");
+    guard.add_input(model_dir, "--model");
+    guard.add_input(v.text("calib"), "--calib");
+    const fs::path out = guard.add_output(v.text("out"), OutputKind::checkpoint_dir, "--out");
+    guard.check(v.flag("overwrite"));
     LoadedModel m = load_model(model_dir);
     const ModelConfig& c = m.checkpoint.config;
     opt.model.r3 = m.rotation.r3;
@@ -63,7 +69,10 @@ int main(int argc, char** argv) {
       std::cerr << "spin-gptq: the learned clip ratios (" << clip["source_file"].get<std::string>()
                 << ") are not applied: GPTQ chooses its own scales\n";
     }
-    source.extra_files = [&](const fs::path& tmp) { copy_rotations_file(c.json, model_dir, tmp); };
+    source.extra_files = [&](const fs::path& tmp) {
+      copy_rotations_file(c.json, model_dir, tmp);
+      write_dir_marker(tmp, OutputKind::checkpoint_dir, "spin-gptq");
+    };
     export_gptq(out, source, ids, opt);
     std::cerr << "spin-gptq: wrote " << out.string() << " (" << to_string(opt.format) << ")" << std::endl;
     return 0;

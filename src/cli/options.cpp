@@ -120,6 +120,12 @@ std::vector<Option> run_options() {
   };
 }
 
+std::vector<Option> output_options() {
+  return {{"overwrite", Type::boolean, "false", "io",
+           "replace an output path that holds something other than this tool's previous output (never an input "
+           "and never a directory tree; docs/RELIABILITY.md)"}};
+}
+
 std::vector<Option> gptq_options() {
   const bool result = true;
   return {
@@ -243,7 +249,9 @@ Values parse(const Program& p, int argc, char** argv) {
     given[opt.key] = opt.type == Type::list ? nlohmann::json(r[opt.key].as<std::vector<std::string>>())
                                             : parse_value(opt, r[opt.key].as<std::string>(), "command line");
   }
-  return resolve(p.options, given, where);
+  Values values = resolve(p.options, given, where);
+  if (p.config_file && r.count("config")) values.set_config_file(where);
+  return values;
 }
 
 Values from_json(const std::vector<Option>& options, const nlohmann::json& values, const std::string& where) {

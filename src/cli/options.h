@@ -30,6 +30,8 @@ struct Option {
 std::vector<Option> quant_options();
 // --threads --dtype --device.
 std::vector<Option> run_options();
+// --overwrite: let an output replace a path that is not this tool's previous output (src/io/output_guard.h).
+std::vector<Option> output_options();
 // GPTQ's own settings: --act-order --damp --gptq-block-size --pad-intermediate (the grid comes from the
 // weight options).
 std::vector<Option> gptq_options();
@@ -55,6 +57,9 @@ class Values {
   std::vector<std::string> list(const std::string& key) const;  // empty when none were given
   // Whether the key was given on the command line or in the config file (not just defaulted).
   bool given(const std::string& key) const;
+  // The --config file the values were read from ("" without one).
+  const std::string& config_file() const { return config_file_; }
+  void set_config_file(const std::string& file) { config_file_ = file; }
 
   const std::vector<Option>& options() const { return options_; }
   const nlohmann::json& json() const { return json_; }  // every key with its value
@@ -66,6 +71,7 @@ class Values {
   std::vector<Option> options_;
   nlohmann::json json_;
   std::vector<std::string> given_;
+  std::string config_file_;
 };
 
 struct Program {

@@ -15,6 +15,12 @@ namespace fs = std::filesystem;
 namespace spin {
 namespace {
 
+// "out/" and "out" name the same output; the temporary must sit beside it, not inside.
+fs::path without_trailing_slash(const fs::path& path) {
+  const fs::path p = path.lexically_normal();
+  return p.has_filename() || !p.has_parent_path() ? p : p.parent_path();
+}
+
 fs::path temp_name(const fs::path& path) {
   return fs::path(path.string() + ".tmp." + std::to_string(::getpid()));
 }
@@ -46,7 +52,8 @@ void remove_stale_temps(const fs::path& path) {
 
 }  // namespace
 
-void write_file_atomic(const fs::path& path, const std::function<void(const fs::path&)>& write) {
+void write_file_atomic(const fs::path& given, const std::function<void(const fs::path&)>& write) {
+  const fs::path path = without_trailing_slash(given);
   const fs::path tmp = temp_name(path);
   fs::create_directories(parent_or_dot(path));
   remove_stale_temps(path);
@@ -70,7 +77,8 @@ void write_text_atomic(const fs::path& path, const std::string& contents) {
   });
 }
 
-void write_dir_atomic(const fs::path& dir, const std::function<void(const fs::path&)>& fill) {
+void write_dir_atomic(const fs::path& given, const std::function<void(const fs::path&)>& fill) {
+  const fs::path dir = without_trailing_slash(given);
   const fs::path tmp = temp_name(dir);
   std::error_code ec;
   fs::create_directories(parent_or_dot(dir));

@@ -102,6 +102,17 @@ Checkpoint load_checkpoint(const fs::path& dir) {
   return ck;
 }
 
+void copy_non_weight_files(const fs::path& source_dir, const fs::path& dir) {
+  for (const auto& entry : fs::directory_iterator(source_dir)) {
+    const std::string name = entry.path().filename().string();
+    const bool weights_or_config = entry.path().extension() == ".safetensors" || name == kIndexFile ||
+                                   entry.path().extension() == ".bin" || name == "config.json";
+    // The source's output marker describes the source; the writer marks the new directory itself.
+    if (entry.is_regular_file() && !weights_or_config && name != kOutputMarkerFile)
+      fs::copy_file(entry.path(), dir / name);
+  }
+}
+
 void save_checkpoint(const fs::path& dir, const ModelConfig& config, const ModelWeights& weights,
                      const SaveOptions& opt) {
   SPIN_CHECK(!weights.r1_online.defined(), dir.string(), ": weights with R1 on the activations cannot be saved (fuse it)");
@@ -110,15 +121,7 @@ void save_checkpoint(const fs::path& dir, const ModelConfig& config, const Model
   for (const auto& [name, t] : tensors) bytes += t.numel() * torch::elementSize(opt.dtype);
   require_disk(dir, bytes, "checkpoint export");
   write_dir_atomic(dir, [&](const fs::path& tmp) {
-    if (!opt.copy_from.empty()) {
-      for (const auto& entry : fs::directory_iterator(opt.copy_from)) {
-        const std::string name = entry.path().filename().string();
-        const bool weight_file = entry.path().extension() == ".safetensors" || name == kIndexFile ||
-                                 entry.path().extension() == ".bin" || name == "config.json";
-        // The source's output marker describes the source; the writer marks the new directory itself.
-        if (entry.is_regular_file() && !weight_file && name != kOutputMarkerFile) fs::copy_file(entry.path(), tmp / name);
-      }
-    }
+    if (!opt.copy_from.empty()) copy_non_weight_files(opt.copy_from, tmp);
     write_text_atomic(tmp / "config.json", opt.config_json.dump(2) + "\n");
     for (auto& [name, t] : tensors) t = t.to(opt.dtype);
     if (opt.shard_of.empty()) {

@@ -24,6 +24,10 @@ struct Checkpoint {
 // Loads and validates a checkpoint directory. A tied lm_head shares embed_tokens' tensor.
 Checkpoint load_checkpoint(const std::filesystem::path& dir);
 
+// Copies every regular file of `source_dir` but the weights (*.safetensors, *.bin, the index), config.json
+// and an output marker (src/io/output_guard.h) into `dir`: tokenizer, generation config, ...
+void copy_non_weight_files(const std::filesystem::path& source_dir, const std::filesystem::path& dir);
+
 struct SaveOptions {
   nlohmann::json config_json;                    // written as config.json
   torch::ScalarType dtype = torch::kFloat32;     // weights are cast to this

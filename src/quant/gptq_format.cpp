@@ -5,7 +5,6 @@
 #include <optional>
 
 #include "src/io/atomic_file.h"
-#include "src/io/output_guard.h"
 #include "src/base/check.h"
 #include "src/io/resources.h"
 #include "src/io/safetensors.h"
@@ -255,17 +254,10 @@ void save_gptq_checkpoint(const fs::path& dir, const Checkpoint& source, const M
   for (const auto& [name, t] : tensors) bytes += t.nbytes();
   require_disk(dir, bytes, "GPTQ export");
   write_dir_atomic(dir, [&](const fs::path& tmp) {
-    for (const auto& entry : fs::directory_iterator(source.dir)) {
-      const std::string name = entry.path().filename().string();
-      const bool weights_or_config = entry.path().extension() == ".safetensors" || entry.path().extension() == ".bin" ||
-                                     name == "model.safetensors.index.json" || name == "config.json";
-      // The source's output marker describes the source; the writer marks the new directory itself.
-      if (entry.is_regular_file() && !weights_or_config && name != kOutputMarkerFile)
-        fs::copy_file(entry.path(), tmp / name);
-    }
-    if (info.extra_files) info.extra_files(tmp);
+    copy_non_weight_files(source.dir, tmp);
     write_text_atomic(tmp / "config.json", cfg.dump(2) + "\n");
     save_safetensors((tmp / kWeightsFile).string(), tensors, {{"format", "pt"}});
+    if (info.extra_files) info.extra_files(tmp);
   });
 }
 

@@ -81,8 +81,8 @@ struct GptqExport {
   int64_t nsamples = 0;
   int64_t seq_len = 0;
   nlohmann::json notes = nlohmann::json::object();  // merged into quantization_config.spintrain
-  // Writes further files (e.g. a rotated source's rotations.safetensors) into the directory before it
-  // is published.
+  // Writes further files (e.g. a rotated source's rotations.safetensors, the output marker) into the
+  // directory after the weights, before it is published.
   std::function<void(const std::filesystem::path& tmp_dir)> extra_files;
 };
 

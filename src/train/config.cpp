@@ -111,10 +111,24 @@ ForwardOptions TrainConfig::student() const {
   return o;
 }
 
+OutputGuard output_guard(TrainConfig& c) {
+  OutputGuard guard("spintrain");
+  guard.add_input(c.model, "--model");
+  guard.add_input(c.calib, "--calib");
+  guard.add_input(c.eval_data, "--eval-data");
+  guard.add_input(c.r1_from, "--r1-from");
+  guard.add_input(c.values.config_file(), "--config");
+  c.out = guard.add_output(c.out, OutputKind::checkpoint_dir, "--out").string();
+  c.log = guard.add_output(c.log, OutputKind::log_file, "--log").string();
+  if (c.gptq) c.gptq_out = guard.add_output(c.gptq_out, OutputKind::checkpoint_dir, "--gptq-out").string();
+  if (c.save_every > 0 || c.resume) c.state_dir = guard.add_output(c.state_dir, OutputKind::state_dir, "--state-dir").string();
+  return guard;
+}
+
 cli::Program train_program() {
   return {"spintrain", "Learn R1/R2 rotations under an RTN fake-quant proxy, fuse them, save a rotated checkpoint",
           train_options() + cli::with_defaults(cli::quant_options(), {{"wbits", "4"}}) + cli::gptq_options() +
-              cli::run_options(),
+              cli::output_options() + cli::run_options(),
           /*config_file=*/true};
 }
 
@@ -127,6 +141,7 @@ TrainConfig train_config(const cli::Values& v) {
   c.out = v.text("out");
   SPIN_CHECK(!c.model.empty() && !c.calib.empty() && !c.out.empty(), where,
              ": --model, --calib and --out are required (see --help)");
+  while (c.out.size() > 1 && c.out.back() == '/') c.out.pop_back();  // "out/": the defaults below are beside it
   c.eval_data = v.text("eval-data");
   c.eval_rows = v.integer("eval-rows");
   c.nsamples = v.integer("nsamples");
@@ -207,6 +222,8 @@ TrainConfig train_config(const cli::Values& v) {
   SPIN_CHECK(c.mode == Mode::e2e || (c.nproc == 1 && !c.resume && c.save_every == 0 && !c.recompute), where,
              ": --mode ", to_string(c.mode),
              " runs in one process without --resume, --save-every or --recompute (those are for --mode e2e)");
+  c.overwrite = v.flag("overwrite");
+  output_guard(c).check(c.overwrite);  // the paths, once the options are valid: refused before any work
   return c;
 }
 

@@ -8,6 +8,7 @@
 
 #include "optim/lr_schedule.h"
 #include "src/cli/options.h"
+#include "src/io/output_guard.h"
 #include "src/kernels/fake_quant.h"
 #include "src/model/forward.h"
 #include "src/quant/gptq_export.h"
@@ -64,8 +65,9 @@ struct TrainConfig {
   bool gptq = false;
   std::string gptq_out;
   GptqExportOptions gptq_export;  // grid (--gptq-wbits/--gptq-groupsize, else the weight quantizer's), format, ...
+  bool overwrite = false;         // --overwrite (src/io/output_guard.h)
 
-  cli::Values values;  // every option with its final value
+  cli::Values values;  // every option with its final value (and the --config file they came from)
 
   cli::QuantFlags quant() const { return {weight, act, key, value}; }
   // The quantized student's forward: the activation/KV quantizers and the online Hadamards R3/R4.
@@ -76,6 +78,11 @@ struct TrainConfig {
 
 // spintrain's command line: every option, --config FILE.json, --help.
 cli::Program train_program();
+
+// The guard of every path the run reads and writes: --model, --calib, --eval-data, --r1-from, --config;
+// --out, --log, --gptq-out, and --state-dir when the run saves or resumes a state. Replaces cfg's
+// output paths by the resolved ones the guard examines (write there).
+OutputGuard output_guard(TrainConfig& cfg);
 
 // A validated TrainConfig from resolved option values (cli::parse(train_program(), ...) or
 // cli::from_json(train_program().options, ...)).

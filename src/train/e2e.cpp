@@ -6,6 +6,7 @@
 #include "losses/next_token.h"
 #include "src/base/check.h"
 #include "src/io/atomic_file.h"
+#include "src/io/output_guard.h"
 #include "src/model/recompute.h"
 #include "src/train/grad_leaves.h"
 #include "src/train/monitor.h"
@@ -119,7 +120,10 @@ struct EndToEnd {
     for (size_t i = 0; i < best.size(); ++i) a.write(cat("best.", i), best[i]);
     opt->save(o);
     a.write("optimizer", o);
-    fs::create_directories(cfg.state_dir);
+    if (!why_not_our_output(cfg.state_dir, OutputKind::state_dir, "spintrain").empty())  // new (the guard checked it)
+      write_dir_atomic(cfg.state_dir, [](const fs::path& tmp) {
+        write_dir_marker(tmp, OutputKind::state_dir, "spintrain", {"state.pt"});
+      });
     write_file_atomic(state_file(), [&](const fs::path& tmp) { a.save_to(tmp.string()); });
   }
 

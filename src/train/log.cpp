@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "src/base/check.h"
+#include "src/io/output_guard.h"
 
 namespace spin {
 
@@ -13,8 +14,10 @@ TrainLog::TrainLog(const std::string& path, bool append, bool quiet) : quiet_(qu
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   std::error_code ec;
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  const bool fresh = !append || !std::filesystem::exists(path, ec) || std::filesystem::file_size(path, ec) == 0;
   out_.open(path, append ? std::ios::app : std::ios::trunc);
   SPIN_CHECK(out_.good(), path, ": cannot open log file");
+  if (fresh) out_ << log_marker_line("spintrain") << std::flush;  // what lets a later run replace it
 }
 
 void TrainLog::record(const nlohmann::json& rec) {

@@ -11,6 +11,7 @@
 #include "src/cli/main.h"
 #include "src/dist/group.h"
 #include "src/io/atomic_file.h"
+#include "src/io/output_guard.h"
 #include "src/io/resources.h"
 #include "src/kernels/attention.h"
 #include "src/model/evaluate.h"
@@ -178,7 +179,10 @@ ModelWeights gptq_export(const TrainConfig& cfg, const torch::Tensor& calib_rows
                     mc.json};
   if (nlohmann::json clip = drop_learned_clip(source.config_json); !clip.is_null())
     source.notes["learned_weight_clip"] = clip;
-  source.extra_files = [&](const fs::path& tmp) { copy_rotations_file(mc.json, cfg.out, tmp); };
+  source.extra_files = [&](const fs::path& tmp) {
+    copy_rotations_file(mc.json, cfg.out, tmp);
+    write_dir_marker(tmp, OutputKind::checkpoint_dir, "spintrain");
+  };
   return export_gptq(cfg.gptq_out, source, calib_rows.cpu(), cfg.gptq_export);
 }
 
@@ -201,6 +205,7 @@ void export_run(const TrainConfig& cfg, const RotationConfig& rotation, const Ch
     write_text_atomic(dir / "spintrain_config.json", cfg.values.json().dump(2) + "\n");
     write_text_atomic(dir / "spintrain_results.json", results.dump(2) + "\n");
     if (cfg.learn_clip) save_weight_clip(dir / kWeightClipFile, learn.clip);
+    write_dir_marker(dir, OutputKind::checkpoint_dir, "spintrain");
   });
 }
 
@@ -293,6 +298,10 @@ TrainSummary run_spintrain(const TrainConfig& cfg) {
     results["peak_rss_bytes"] = peak_rss_bytes();
   };
   finish();
+  {  // training may have run for hours: the outputs must still be ours to replace
+    TrainConfig now = cfg;
+    output_guard(now).check(cfg.overwrite);
+  }
   export_run(cfg, rotation, input.checkpoint, fused, rotations, learn, results);
 
   // ------------------------------------------------------------------ GPTQ (--gptq)
