@@ -16,8 +16,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string quote(const std::string& s) { return json(s).dump(-1, ' ', false, json::error_handler_t::replace); }
-
 json read_json(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
   SPIN_CHECK(in, file.string(), ": cannot open");
@@ -106,7 +104,7 @@ BosEos find_bos_eos(const fs::path& dir, const std::function<int(const std::stri
                  content->type_name());
       const std::string name = content->get<std::string>();
       const int id = token_to_id(name);
-      SPIN_CHECK(id >= 0, tc.string(), ": ", w.token, " ", quote(name), " is not a token of the tokenizer");
+      SPIN_CHECK(id >= 0, tc.string(), ": ", w.token, " ", quoted(name), " is not a token of the tokenizer");
       r.*w.value = id;
       r.*w.source = cat(name, " = ", id, " from tokenizer_config.json ", w.token);
     }
