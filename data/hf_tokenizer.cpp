@@ -33,9 +33,9 @@ namespace {
 using json = nlohmann::json;
 using Ranges = std::vector<std::pair<size_t, size_t>>;  // byte ranges [begin, end)
 
-// quoted(s) without the quotes, for values shown in '...'.
+// json_quoted(s) without the quotes, for values shown in '...'.
 std::string escaped(const std::string& s) {
-  const std::string q = quoted(s);
+  const std::string q = json_quoted(s);
   return q.substr(1, q.size() - 2);
 }
 
@@ -88,7 +88,7 @@ class Field {
     int32_t i = 0, n = int32_t(s.size());
     UChar32 c = 0;
     if (n > 0) U8_NEXT(s.data(), i, n, c);
-    if (n == 0 || c < 0 || i != n) error(" ", quoted(s), " must be exactly one character");
+    if (n == 0 || c < 0 || i != n) error(" ", json_quoted(s), " must be exactly one character");
     return s;
   }
 
@@ -886,7 +886,7 @@ struct Bpe {
 
   int unk_id() const {
     const auto it = vocab.find(unk_token);
-    SPIN_CHECK(it != vocab.end(), file, ": model.unk_token ", quoted(unk_token),
+    SPIN_CHECK(it != vocab.end(), file, ": model.unk_token ", json_quoted(unk_token),
                " is needed for a character outside the vocabulary but is not in model.vocab");
     return it->second;
   }
@@ -1101,10 +1101,10 @@ HfTokenizer::HfTokenizer(const std::string& path) : impl_(std::make_unique<Impl>
   bpe.vocab.reserve(vocab.value().size());
   for (auto it = vocab.value().begin(); it != vocab.value().end(); ++it) {
     const std::string& token = it.key();
-    const int id = int(Field(path, &it.value(), "model.vocab[" + quoted(token) + "]").integer(0, kMaxId));
+    const int id = int(Field(path, &it.value(), "model.vocab[" + json_quoted(token) + "]").integer(0, kMaxId));
     if (size_t(id) >= m.id_to_token.size()) m.id_to_token.resize(size_t(id) + 1), m.has_token.resize(size_t(id) + 1);
     if (m.has_token[size_t(id)])
-      fail(path, ": model.vocab: id ", id, " is used by both ", quoted(m.id_to_token[size_t(id)]), " and ", quoted(token));
+      fail(path, ": model.vocab: id ", id, " is used by both ", json_quoted(m.id_to_token[size_t(id)]), " and ", json_quoted(token));
     m.id_to_token[size_t(id)] = token;
     m.has_token[size_t(id)] = 1;
     bpe.vocab.emplace(token, id);
@@ -1133,7 +1133,7 @@ HfTokenizer::HfTokenizer(const std::string& path) : impl_(std::make_unique<Impl>
       const std::string s = merge.string();
       const size_t space = s.find(' ');
       if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos)
-        merge.error(" ", quoted(s), " is not two tokens separated by one space");
+        merge.error(" ", json_quoted(s), " is not two tokens separated by one space");
       a = s.substr(0, space);
       b = s.substr(space + 1);
     } else if (merge.value().is_array() && merge.size() == 2) {  // ["a", "b"]
@@ -1143,12 +1143,12 @@ HfTokenizer::HfTokenizer(const std::string& path) : impl_(std::make_unique<Impl>
       merge.error(" must be a string \"a b\" or a pair [\"a\", \"b\"], not ", merge.value().dump().substr(0, 40));
     }
     const auto ia = bpe.vocab.find(a), ib = bpe.vocab.find(b);
-    if (ia == bpe.vocab.end()) merge.error(": token ", quoted(a), " is not in model.vocab");
-    if (ib == bpe.vocab.end()) merge.error(": token ", quoted(b), " is not in model.vocab");
-    if (b.size() < bpe.prefix.size()) merge.error(": token ", quoted(b), " is shorter than continuing_subword_prefix");
+    if (ia == bpe.vocab.end()) merge.error(": token ", json_quoted(a), " is not in model.vocab");
+    if (ib == bpe.vocab.end()) merge.error(": token ", json_quoted(b), " is not in model.vocab");
+    if (b.size() < bpe.prefix.size()) merge.error(": token ", json_quoted(b), " is shorter than continuing_subword_prefix");
     const std::string merged = a + b.substr(bpe.prefix.size());
     const auto im = bpe.vocab.find(merged);
-    if (im == bpe.vocab.end()) merge.error(": the merged token ", quoted(merged), " is not in model.vocab");
+    if (im == bpe.vocab.end()) merge.error(": the merged token ", json_quoted(merged), " is not in model.vocab");
     // A later duplicate replaces an earlier one, as when the Rust model collects its merge map.
     bpe.merges[Bpe::pair_key(ia->second, ib->second)] = {uint32_t(i), im->second};
   }
@@ -1175,7 +1175,7 @@ HfTokenizer::HfTokenizer(const std::string& path) : impl_(std::make_unique<Impl>
     if (token.content.empty()) t["content"].error(" is empty");
     const auto in_vocab = bpe.vocab.find(token.content);
     if (in_vocab != bpe.vocab.end() && in_vocab->second != token.id)
-      t.error(": ", quoted(token.content), " has id ", token.id, " but model.vocab gives it ", in_vocab->second);
+      t.error(": ", json_quoted(token.content), " has id ", token.id, " but model.vocab gives it ", in_vocab->second);
     const size_t id = size_t(token.id);
     if (id >= m.id_to_token.size()) m.id_to_token.resize(id + 1), m.has_token.resize(id + 1);
     m.id_to_token[id] = token.content;  // an added token's spelling wins for decoding

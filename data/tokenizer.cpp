@@ -104,7 +104,7 @@ BosEos find_bos_eos(const fs::path& dir, const std::function<int(const std::stri
                  content->type_name());
       const std::string name = content->get<std::string>();
       const int id = token_to_id(name);
-      SPIN_CHECK(id >= 0, tc.string(), ": ", w.token, " ", quoted(name), " is not a token of the tokenizer");
+      SPIN_CHECK(id >= 0, tc.string(), ": ", w.token, " ", json_quoted(name), " is not a token of the tokenizer");
       r.*w.value = id;
       r.*w.source = cat(name, " = ", id, " from tokenizer_config.json ", w.token);
     }

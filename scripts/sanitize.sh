@@ -20,9 +20,12 @@ for src in "$root"/tests/test_safetensors.cpp "$root"/tests/test_data_*.cpp "$ro
 done
 tools=(spin-eval spin-calib)  # run by test_reliability_corpus and test_data_spin_calib
 
-# -O1 with line tables only (-g1): readable reports; the build takes 462 s instead of 898 s with
-# RelWithDebInfo (-O2 -g), measured from scratch without ccache on the 2-core dev machine.
-cmake -S "$root" -B "$build" -DSPIN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" >/dev/null
+# -O1 with line tables only (-g1): readable reports at a fraction of RelWithDebInfo's build time. A
+# unity build (each library's sources compiled as one translation unit) parses LibTorch's headers and
+# instantiates its templates once per library instead of once per file; both choices are timed in
+# docs/BENCHMARKS.md ("Build and test times").
+cmake -S "$root" -B "$build" -DSPIN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
+      -DCMAKE_UNITY_BUILD=ON >/dev/null
 cmake --build "$build" -j"$jobs" --target "${tools[@]}" "${tests[@]}"
 built=$(date +%s)
 

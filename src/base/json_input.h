@@ -13,7 +13,7 @@ namespace spin {
 
 // `s` as a JSON string literal (invalid UTF-8 replaced, control characters escaped): safe to quote
 // untrusted text inside a one-line message.
-inline std::string quoted(const std::string& s) {
+inline std::string json_quoted(const std::string& s) {
   return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
