@@ -179,6 +179,10 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--bin", default="build/bin")
     args = ap.parse_args()
+    # Idle OpenMP workers of one run spin on the cores the other runs need: with --jobs > 1 (or any
+    # other load) a spinning runtime makes every run several times slower (docs/BENCHMARKS.md,
+    # "Threads on a shared machine"). Passive workers sleep instead.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     spec = json.load(open(args.grid))
     claim_out(args.out)
     base, grid = spec.get("base", {}), spec["grid"]

@@ -23,13 +23,12 @@ Prints one line: "ok: ..." with the max |diff| (exit 0), or "mismatch: ..." nami
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 
-DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
-          "U8": np.uint8}
+from safetensors_np import read_safetensors
+
 PACKED = (".qweight", ".qzeros", ".scales", ".g_idx")
 
 
@@ -40,24 +39,6 @@ class Mismatch(Exception):
 def check(cond, *msg):
     if not cond:
         raise Mismatch(" ".join(str(m) for m in msg))
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        b, end = e["data_offsets"]
-        if e["dtype"] == "BF16":
-            arr = (np.frombuffer(data[b:end], dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            arr = np.frombuffer(data[b:end], dtype=np.dtype(DTYPES[e["dtype"]]).newbyteorder("<"))
-        out[name] = arr.reshape(e["shape"])
-    return out
 
 
 def read_dir(d):

@@ -8,32 +8,15 @@ tables in float32, as HF transformers computes them) and exits 1 if max |diff| >
 Prints: max_abs_diff=<x> nll=<mean next-token NLL of the reference>.
 """
 import json
-import struct
 import sys
 
-import numpy as np
 import torch
 
-DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "I32": np.int32, "F16": np.float16}
+from safetensors_np import read_safetensors as read_numpy
 
 
 def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        b, end = e["data_offsets"]
-        if e["dtype"] == "BF16":
-            raw = np.frombuffer(data[b:end], dtype=np.uint16).astype(np.uint32) << 16
-            arr = raw.view(np.float32)
-        else:
-            arr = np.frombuffer(data[b:end], dtype=DTYPES[e["dtype"]])
-        out[name] = torch.from_numpy(arr.copy().reshape(e["shape"]))
-    return out
+    return {name: torch.from_numpy(arr.copy()) for name, arr in read_numpy(path).items()}
 
 
 def rms_norm(x, w, eps):
