@@ -1,5 +1,7 @@
 #include "src/quant/quantize_weights.h"
 
+#include <limits>
+
 #include "src/base/check.h"
 #include "src/io/safetensors.h"
 
@@ -25,6 +27,29 @@ void clamp_clip(std::vector<LayerClip>& clip) {
   torch::NoGradGuard g;
   for (LayerClip& l : clip)
     for (torch::Tensor& r : l.ratio) r.clamp_(kMinClip, 1.0);
+}
+
+torch::Tensor search_clip(const torch::Tensor& w, const QuantSpec& spec, int steps) {
+  torch::NoGradGuard g;
+  const torch::Tensor w32 = w.to(torch::kFloat32);  // [out, in]
+  const auto opts = w32.options();
+  torch::Tensor best = torch::ones({w32.size(0)}, opts);
+  torch::Tensor best_err = torch::full({w32.size(0)}, std::numeric_limits<float>::infinity(), opts);
+  for (int k = 0; k <= steps; ++k) {
+    const double r = 1.0 - (1.0 - kMinClip) * k / steps;
+    const torch::Tensor ratio = torch::full({w32.size(0)}, r, opts);
+    const torch::Tensor err = (fake_quant(w32, spec, ratio) - w32).pow(2).sum(1);  // [out]
+    const torch::Tensor better = err < best_err;
+    best = torch::where(better, ratio, best);
+    best_err = torch::where(better, err, best_err);
+  }
+  return best;
+}
+
+void search_layer_clip(const LayerWeights& layer, const QuantSpec& spec, LayerClip& clip) {
+  torch::NoGradGuard g;
+  for (size_t j = 0; j < layer_linears().size(); ++j)
+    clip.ratio[j].copy_(search_clip(layer.*layer_linears()[j].weight, spec));
 }
 
 LayerWeights fake_quant_layer(const LayerWeights& layer, const QuantSpec& spec, const LayerClip* clip) {

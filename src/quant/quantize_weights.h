@@ -24,6 +24,13 @@ std::vector<LayerClip> init_clip(const ModelConfig& config, double initial, torc
 constexpr double kMinClip = 0.5;
 void clamp_clip(std::vector<LayerClip>& clip);
 
+// The weight clip search of RTN (as in GPTQ's and QuaRot's `mse` option): for each output row of
+// w [out, in], the ratio r in the grid 1, 1 - d, 1 - 2d, ..., kMinClip (d = (1 - kMinClip) / steps)
+// that minimises ||w_row - RTN(w_row; r)||^2 under `spec`. Returns [out] float32 on w's device.
+torch::Tensor search_clip(const torch::Tensor& w, const QuantSpec& spec, int steps = 50);
+// search_clip() of every linear of `layer` into `clip`'s ratios, in place (no autograd record).
+void search_layer_clip(const LayerWeights& layer, const QuantSpec& spec, LayerClip& clip);
+
 // Learned clip ratios on disk (--learn-clip): "layers.<i>.<q_proj|...|down_proj>" [out] float32 in
 // kWeightClipFile, which a rotated checkpoint names in its rotation section ("weight_clip_file"). RTN
 // of the checkpoint's linears with these ratios is the quantizer spintrain trained against (spin-eval

@@ -44,6 +44,8 @@ std::vector<Option> train_options() {
        "learn per-channel smoothing scales (folded into the weights at export)", result},
       {"learn-clip", Type::boolean, "false", "rotation",
        "learn per-row weight clip ratios in [0.5, 1] (saved in weight_clip.safetensors)", result},
+      {"clip-search", Type::boolean, "false", "rotation",
+       "--learn-clip starts each row at its RTN-error-minimising ratio (grid search) instead of --w-clip", result},
       {"scale-lr", Type::real, "0.01", "optimization", "Adam learning rate of smoothing log-scales and clip ratios",
        result},
       {"adapt-steps", Type::integer, "100", "rotation", "--mode adapt: alternations (quantize, polar factor) per rotation",
@@ -168,6 +170,8 @@ TrainConfig train_config(const cli::Values& v) {
   c.r1_from = v.text("r1-from");
   c.smooth = v.flag("smooth");
   c.learn_clip = v.flag("learn-clip");
+  c.clip_search = v.flag("clip-search");
+  SPIN_CHECK(!c.clip_search || c.learn_clip, where, ": --clip-search sets where --learn-clip starts: add --learn-clip");
   c.scale_lr = v.real("scale-lr");
   c.adapt_steps = v.integer("adapt-steps");
   c.adapt_block_size = v.integer("adapt-block-size");

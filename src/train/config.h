@@ -39,6 +39,7 @@ struct TrainConfig {
   RotationConfig rotation;
   Mode mode = Mode::e2e;
   bool smooth = false, learn_clip = false;  // learnable smoothing scales / weight clip ratios (Adam)
+  bool clip_search = false;                 // start the clip ratios at search_clip()'s
   double scale_lr = 0;
   std::string r1_from;  // take R1 from this rotated checkpoint instead of --init
   int64_t adapt_steps = 0, adapt_block_size = 0, adapt_max_samples = 0;

@@ -57,11 +57,25 @@ double Learnables::orthogonality_error() const {
 
 void Learnables::project() { clamp_clip(clip); }
 
+namespace {
+
+// Layer i rotated and smoothed, before weight quantization.
+LayerWeights unquantized_layer(const ModelConfig& c, const LayerWeights& base_layer, const Learnables& l, int64_t i) {
+  LayerWeights L = rotate_layer(c, base_layer, l.rotations.r1, l.rotations.r2.empty() ? torch::Tensor() : l.rotations.r2[i]);
+  return l.smoothing.empty() ? L : smooth_layer(c, L, l.smoothing[i]);
+}
+
+}  // namespace
+
+void Learnables::search_clip(const ModelConfig& c, const ModelWeights& base, const QuantSpec& weight) {
+  torch::NoGradGuard g;
+  for (size_t i = 0; i < clip.size(); ++i)
+    search_layer_clip(unquantized_layer(c, base.layers[i], *this, int64_t(i)), weight, clip[i]);
+}
+
 LayerWeights student_layer(const ModelConfig& c, const LayerWeights& base_layer, const Learnables& l, int64_t i,
                            const QuantSpec& weight) {
-  LayerWeights L = rotate_layer(c, base_layer, l.rotations.r1, l.rotations.r2.empty() ? torch::Tensor() : l.rotations.r2[i]);
-  if (!l.smoothing.empty()) L = smooth_layer(c, L, l.smoothing[i]);
-  return fake_quant_layer(L, weight, l.clip.empty() ? nullptr : &l.clip[i]);
+  return fake_quant_layer(unquantized_layer(c, base_layer, l, i), weight, l.clip.empty() ? nullptr : &l.clip[i]);
 }
 
 ModelWeights student_weights(const ModelConfig& c, const ModelWeights& base, const Learnables& l,

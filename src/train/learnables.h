@@ -36,6 +36,9 @@ struct Learnables {
 
   // After an optimizer step: clip ratios back into [kMinClip, 1].
   void project();
+
+  // Every clip ratio set to search_clip() of the initial student's float weights (--clip-search).
+  void search_clip(const ModelConfig& config, const ModelWeights& base, const QuantSpec& weight);
 };
 
 // Layer i of the student in the layer's dtype, differentiable in the learnables.
