@@ -52,8 +52,9 @@ torch::Tensor logits_in(const ModelConfig& c, const ModelWeights& weights, const
 
 double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
 
-// Float32 logits of a rotated model against the original's, both computed in float32.
-constexpr double kRealF32Tol = 1e-3;
+// Float32 logits of a rotated model against the original's, both computed in float32: measured max
+// |diff| 2.3e-5 (spin-rotate's R1..R4 and spintrain's export alike).
+constexpr double kRealF32Tol = 1e-4;
 
 // The value after "key=" in a line of `text` (NaN when absent).
 double value_after(const std::string& text, const std::string& key) {
@@ -87,7 +88,8 @@ nlohmann::json spin_eval(const fs::path& model, const fs::path& dir, const std::
 }
 
 // The published layout loads as transformers loads it, and the float forward equals the independent
-// reference: logits in float64 to 1e-9 and the NLL to 1e-9; the float32 NLL over all 64 eval rows is
+// reference: logits in float64 to 1e-9 and the NLL to 1e-6 (the loss reduces in float32: ~2e-7 at
+// an NLL of 2.6); the float32 NLL over all 64 eval rows is
 // the one measured when the data was made (../shared/README.md: 2.7182).
 TEST_F(RealModel, LoadsAndFloatNllMatchesPythonReference) {
   const Checkpoint ck = load_checkpoint(kModel);
@@ -112,7 +114,7 @@ TEST_F(RealModel, LoadsAndFloatNllMatchesPythonReference) {
       << test::read_text(dir / "reference.log");
   const double reference_nll = value_after(test::read_text(dir / "reference.log"), "nll");
   const ModelWeights w64 = map_weights(c, ck.weights, [](const torch::Tensor& t) { return t.to(torch::kFloat64); });
-  EXPECT_NEAR(evaluate({&c, &w64, {}}, ids, 2).nll, reference_nll, 1e-9);
+  EXPECT_NEAR(evaluate({&c, &w64, {}}, ids, 2).nll, reference_nll, 1e-6);
   EXPECT_NEAR(evaluate({&c, &ck.weights, {}}, eval_ids(64, 512), 16).nll, 2.7182, 5e-4);
 }
 
@@ -155,7 +157,7 @@ TEST_F(RealModel, SpintrainEndToEnd) {
                      logits_in(ck.config, ck.weights, ids, {}, torch::kFloat32)),
             kRealF32Tol);
   const nlohmann::json e = spin_eval(dir / "out", dir);
-  EXPECT_NEAR(e["nll"].get<double>(), evaluate({&ck.config, &ck.weights, {}}, eval_ids(4, 64), 4).nll, 1e-3);
+  EXPECT_NEAR(e["nll"].get<double>(), evaluate({&ck.config, &ck.weights, {}}, eval_ids(4, 64), 4).nll, 1e-5);  // measured 5e-7
 }
 
 // --smooth --learn-clip: the export loads with its clip ratios and spin-eval applies them under RTN.
@@ -169,8 +171,9 @@ TEST_F(RealModel, SpintrainSmoothLearnClip) {
   EXPECT_TRUE(std::isfinite(rtn) && rtn > 0) << rtn;
 }
 
-// spin-gptq on the rotated checkpoint in both formats; spin-eval loads each and they agree (the packed
-// format dequantizes to exactly the fake export's weights).
+// spin-gptq on the rotated checkpoint in both formats; spin-eval loads each and they agree: the packed
+// format dequantizes to exactly the fake export's linears but stores the other tensors (embeddings,
+// norms) in float16, measured 9e-5 apart in NLL.
 TEST_F(RealModel, GptqBothFormatsEvaluate) {
   const fs::path dir = test::suite_scratch("real_gptq");
   ASSERT_EQ(test::run(tool("spin-rotate", "--model " + kModel.string() + " --out " + (dir / "rotated").string()),
@@ -190,7 +193,7 @@ TEST_F(RealModel, GptqBothFormatsEvaluate) {
   const double packed = spin_eval(dir / "gptq", dir)["nll"].get<double>();
   const double fake = spin_eval(dir / "fake", dir)["nll"].get<double>();
   const double float_nll = spin_eval(dir / "rotated", dir)["nll"].get<double>();
-  EXPECT_NEAR(packed, fake, 1e-4);
+  EXPECT_NEAR(packed, fake, 5e-4);
   EXPECT_GT(packed, float_nll);  // 4-bit weights cost something
 }
 
