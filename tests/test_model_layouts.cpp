@@ -2,14 +2,16 @@
 // config.json defaults and refusals per model_type, the three stored layouts of tied embeddings, and
 // the forward of each model type (Mistral's sliding window, Qwen2's q/k/v biases, Qwen3's q/k norms,
 // RoPE scaling) against the independent reference tests/reference/llama_forward.py, with the rotated
-// float model computing the original's logits.
+// float model computing the original's logits, and spintrain / spin-gptq / spin-eval on each type.
 #include <gtest/gtest.h>
 
 #include "data/calib_dataset.h"
+#include "data/hdf5_file.h"
 #include "src/base/check.h"
 #include "src/io/checkpoint.h"
 #include "src/io/safetensors.h"
 #include "src/model/forward.h"
+#include "src/rotation/format.h"
 #include "src/rotation/fusion.h"
 #include "tests/test_util.h"
 
@@ -275,6 +277,43 @@ TEST(ModelTypes, ForwardMatchesPythonReferenceAndRotationKeepsIt) {
   const Checkpoint full = load_checkpoint(root / "mistral_default_window" / "model");
   EXPECT_GT((logits_f64(w5.config, w5.weights, ids) - logits_f64(full.config, full.weights, ids)).abs().max().item<double>(),
             1e-4);
+}
+
+// spintrain (R1..R4, --smooth) exports a checkpoint of each model type that computes the original's
+// float logits, spin-gptq quantizes it (--format fake: the toy K/V widths of 16 or 24 are below the
+// packed format's multiples of 32; tests/test_real_models.cpp packs a real model) and spin-eval loads it.
+TEST(ModelTypes, ToolsRunOnEveryModelType) {
+  const fs::path root = test::suite_scratch("model_type_tools");
+  torch::manual_seed(6);
+  const fs::path calib = root / "calib.h5";
+  data::write_token_ids(calib.string(), torch::randint(0, 64, {8, 16}, torch::kInt64), {});
+  const torch::Tensor ids = torch::randint(0, 64, {2, 16}, torch::kInt64);
+  for (const auto& [type, edit] : std::vector<std::pair<std::string, std::function<void(nlohmann::json&)>>>{
+           {"mistral", [](nlohmann::json& j) { j["sliding_window"] = 5; }},
+           {"qwen2", [](nlohmann::json&) {}},
+           {"qwen3", [](nlohmann::json& j) { j["head_dim"] = 12; j["tie_word_embeddings"] = true; }}}) {
+    SCOPED_TRACE(type);
+    nlohmann::json j = base_config(type);
+    j["num_key_value_heads"] = 2;
+    edit(j);
+    const fs::path dir = root / type;
+    const Checkpoint ck = random_checkpoint(j, dir / "model");
+    const std::string common = " --calib " + calib.string() + " --nsamples 4 --seq-len 16 --threads 1 --quiet";
+    const std::string train = test::bin("spintrain").string() + " --model " + (dir / "model").string() + " --out " +
+                              (dir / "trained").string() + common +
+                              " --batch-size 2 --steps 2 --r3 --r4 --smooth --skip-baselines";
+    ASSERT_EQ(test::run(train, dir / "train.log"), 0) << test::read_text(dir / "train.log");
+    const LoadedModel m = load_model(dir / "trained");
+    const torch::Tensor a = logits_f64(ck.config, ck.weights, ids);
+    EXPECT_LT((logits_f64(m.checkpoint.config, m.checkpoint.weights, ids, m.online()) - a).abs().max().item<double>(),
+              1e-4);  // float32 storage of the fused weights
+    const std::string gptq = test::bin("spin-gptq").string() + " --model " + (dir / "trained").string() + " --out " +
+                             (dir / "gptq").string() + common + " --wbits 4 --groupsize 16 --format fake";
+    ASSERT_EQ(test::run(gptq, dir / "gptq.log"), 0) << test::read_text(dir / "gptq.log");
+    const std::string eval = test::bin("spin-eval").string() + " --model " + (dir / "gptq").string() + " --data " +
+                             calib.string() + " --threads 1";
+    EXPECT_EQ(test::run(eval, dir / "eval.log"), 0) << test::read_text(dir / "eval.log");
+  }
 }
 
 }  // namespace
