@@ -1,6 +1,6 @@
 // Block-wise causal attention with its hand-written backward (src/kernels/attention.h) against the plain
 // full-matrix formula under autograd: repeat K/V per query head, scores over all T×T positions, mask
-// the future, softmax, times V.
+// the future (and, with a sliding window W, the keys j <= i - W), softmax, times V.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,11 +11,13 @@ using namespace spin;
 
 namespace {
 
-// q [B, heads, T, hd], k/v [B, kv_heads, T, hd] -> [B, T, heads * hd], the textbook way.
-torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+// q [B, heads, T, hd], k/v [B, kv_heads, T, hd] -> [B, T, heads * hd], the textbook way; window 0: none.
+torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                  int64_t window = 0) {
   const int64_t B = q.size(0), nh = q.size(1), T = q.size(2), hd = q.size(3), rep = nh / k.size(1);
   const torch::Tensor kr = k.repeat_interleave(rep, 1), vr = v.repeat_interleave(rep, 1);
-  const torch::Tensor future = torch::ones({T, T}, torch::kBool).triu(1);
+  torch::Tensor future = torch::ones({T, T}, torch::kBool).triu(1);  // [T, T], true where masked
+  if (window > 0) future = future | torch::ones({T, T}, torch::kBool).tril(-window);  // j <= i - window
   torch::Tensor scores = torch::matmul(q, kr.transpose(-2, -1)).to(torch::kFloat64) / std::sqrt(double(hd));
   torch::Tensor probs = torch::softmax(scores.masked_fill(future, -INFINITY), -1).to(v.scalar_type());
   return torch::matmul(probs, vr).transpose(1, 2).reshape({B, T, nh * hd});
@@ -52,6 +54,48 @@ TEST(CausalAttention, MatchesFullMatrixInFloat64) {
       EXPECT_LT(max_abs(out, ref), 1e-12);
       const auto grads = torch::autograd::grad({out}, {in.q, in.k, in.v}, {upstream});
       for (size_t i = 0; i < grads.size(); ++i) EXPECT_LT(max_abs(grads[i], ref_grads[i]), 1e-11) << "gradient " << i;
+    }
+  }
+}
+
+// With a sliding window, values and gradients equal the reference in float64 for windows of one key,
+// narrower and wider than a block, and as wide as T or wider (the same as no window), for every block
+// size; the window really cuts: a window narrower than T changes the output.
+TEST(CausalAttention, SlidingWindowMatchesFullMatrixInFloat64) {
+  const int64_t T = 37;
+  const Inputs in = random_inputs(2, 6, 2, T, 8, torch::kFloat64);
+  const torch::Tensor upstream = torch::randn({2, T, 6 * 8}, torch::kFloat64);
+  const torch::Tensor full = reference_attention(in.q, in.k, in.v);
+  for (int64_t window : {1, 4, 9, 36, 37, 50}) {
+    const torch::Tensor ref = reference_attention(in.q, in.k, in.v, window);
+    if (window < T) EXPECT_GT(max_abs(ref, full), 1e-3) << "window " << window;
+    const auto ref_grads = torch::autograd::grad({ref}, {in.q, in.k, in.v}, {upstream});
+    for (int64_t rows : {1, 5, 16, 37, 0}) {
+      SCOPED_TRACE(testing::Message() << "window " << window << ", block_rows " << rows);
+      const torch::Tensor out = causal_attention(in.q, in.k, in.v, rows, window);
+      EXPECT_LT(max_abs(out, ref), 1e-12);
+      const auto grads = torch::autograd::grad({out}, {in.q, in.k, in.v}, {upstream});
+      for (size_t i = 0; i < grads.size(); ++i) EXPECT_LT(max_abs(grads[i], ref_grads[i]), 1e-11) << "gradient " << i;
+    }
+  }
+}
+
+// A window of W keys: position i reads keys i - W + 1 .. i exactly, so changing key i - W changes
+// nothing at position i while changing key i - W + 1 does.
+TEST(CausalAttention, SlidingWindowBoundary) {
+  const Inputs in = random_inputs(1, 2, 1, 20, 4, torch::kFloat64);
+  torch::NoGradGuard g;
+  const int64_t W = 5, i = 12;
+  const torch::Tensor out = causal_attention(in.q, in.k, in.v, 3, W);
+  for (auto [j, changes] : {std::pair<int64_t, bool>{i - W, false}, {i - W + 1, true}}) {
+    torch::Tensor k2 = in.k.clone(), v2 = in.v.clone();
+    k2.narrow(2, j, 1).normal_();
+    v2.narrow(2, j, 1).normal_();
+    const double d = max_abs(out.narrow(1, i, 1), causal_attention(in.q, k2, v2, 3, W).narrow(1, i, 1));
+    if (changes) {
+      EXPECT_GT(d, 1e-6) << "key " << j;
+    } else {
+      EXPECT_EQ(d, 0) << "key " << j;
     }
   }
 }

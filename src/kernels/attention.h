@@ -1,7 +1,10 @@
-// Causal multi-head attention with grouped K/V heads, computed in blocks of query rows.
+// Causal multi-head attention with grouped K/V heads, optionally within a sliding window, computed in
+// blocks of query rows.
 //
 // Block b (query rows [t0, t1)) attends to keys [0, t1) only, so the masked upper triangle is skipped
-// beyond each diagonal block ((n + 1) / 2n of the full T×T work with n blocks). The 1/sqrt(head_dim)
+// beyond each diagonal block ((n + 1) / 2n of the full T×T work with n blocks). With a window W, query i
+// attends to keys j with i - W < j <= i (transformers' sliding_window_overlay and causal mask), so the
+// block reads keys [max(0, t0 - W + 1), t1) and masks the keys older than each row's window as well. The 1/sqrt(head_dim)
 // scale is applied to q (T·head_dim values) instead of to the scores, the causal mask is filled into
 // the diagonal block only, and the `rep` query heads that share a K/V head are stacked into one GEMM
 // against that head, without copying K or V.
@@ -22,8 +25,8 @@ inline constexpr int64_t kAttentionBlockBytes = int64_t(128) << 20;
 // q [B, heads, T, head_dim], k and v [B, kv_heads, T, head_dim] (heads a multiple of kv_heads; query
 // head h uses K/V head h / (heads / kv_heads), as HF's repeat_kv) -> [B, T, heads * head_dim].
 // Scores and softmax run in at least float32; the result has v's dtype. block_rows 0 picks the block
-// size from kAttentionBlockBytes.
+// size from kAttentionBlockBytes; window 0 means no sliding window (every earlier key).
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               int64_t block_rows = 0);
+                               int64_t block_rows = 0, int64_t window = 0);
 
 }  // namespace spin

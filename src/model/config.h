@@ -1,8 +1,12 @@
-// config.json of a Hugging Face Llama-family causal LM -> ModelConfig.
+// config.json of a Hugging Face Llama-family causal LM -> ModelConfig, read as transformers reads it.
 //
-// Supported architectures: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM (q/k/v bias),
-// Qwen3ForCausalLM (per-head q_norm/k_norm). The original JSON is kept in `json` so a re-saved
-// checkpoint carries every field through unchanged.
+// Supported model types (config.json "model_type"; "architectures", when present, must name the
+// matching causal LM): llama (LlamaForCausalLM), mistral (MistralForCausalLM: sliding-window
+// attention), qwen2 (Qwen2ForCausalLM: q/k/v biases always), qwen3 (Qwen3ForCausalLM: per-head
+// q_norm/k_norm). Every field transformers' forward reads is read, with that model type's transformers
+// default when absent; a value that changes the forward in a way not implemented here is refused
+// naming the file and the field (README, "Model layouts and config fields"). The original JSON is kept
+// in `json` so a re-saved checkpoint carries every field through unchanged.
 #pragma once
 
 #include <string>
@@ -17,7 +21,8 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  std::string architecture;  // e.g. "LlamaForCausalLM"
+  std::string model_type;    // "llama", "mistral", "qwen2" or "qwen3"
+  std::string architecture;  // the matching causal LM class, e.g. "LlamaForCausalLM"
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
   int64_t num_hidden_layers = 0;
@@ -32,6 +37,7 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v biases (Qwen2)
   bool qk_norm = false;         // per-head RMSNorm on q and k before RoPE (Qwen3)
+  int64_t sliding_window = 0;   // Mistral: query i attends to keys j with i - sliding_window < j <= i; 0: all j <= i
   nlohmann::json json;          // the full original config.json
 
   int64_t q_size() const { return num_attention_heads * head_dim; }

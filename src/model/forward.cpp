@@ -48,7 +48,7 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
 }
 
 // The attention output before o_proj: normed, quantized h [B, T, hidden] -> [B, T, q_size]
-// (q/k/v, q/k norms, RoPE, R3, KV quantization).
+// (q/k/v, q/k norms, RoPE, R3, KV quantization, causal attention within the sliding window).
 torch::Tensor attention_heads(const ModelConfig& c, const LayerWeights& L, const torch::Tensor& h,
                               const ForwardOptions& opt) {
   const int64_t B = h.size(0), T = h.size(1), nh = c.num_attention_heads, nkv = c.num_key_value_heads,
@@ -74,7 +74,7 @@ torch::Tensor attention_heads(const ModelConfig& c, const LayerWeights& L, const
   }
   k = fake_quant(k, opt.key);
   v = fake_quant(v, opt.value);
-  return causal_attention(q, k, v);
+  return causal_attention(q, k, v, /*block_rows=*/0, c.sliding_window);
 }
 
 // down_proj's input: normed, quantized h [B, T, hidden] -> [B, T, intermediate] (SwiGLU, then x·H with r4).

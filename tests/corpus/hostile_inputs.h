@@ -228,7 +228,7 @@ inline std::vector<Case> build(const fs::path& dir, const fs::path& model, const
     cases.push_back({"config/" + name, m, data, in(m, culprit_name), std::move(fragments)});
   };
   cfg_case("missing_hidden_size", {"missing field 'hidden_size'"}, [](nlohmann::json& j) { j.erase("hidden_size"); });
-  cfg_case("missing_architectures", {"missing field 'architectures'"}, [](nlohmann::json& j) { j.erase("architectures"); });
+  cfg_case("missing_model_type", {"missing field 'model_type'"}, [](nlohmann::json& j) { j.erase("model_type"); });
   cfg_case("hidden_size_not_divisible", {"hidden_size 65 is not divisible by num_attention_heads 8"},
            [](nlohmann::json& j) { j["hidden_size"] = 65; j.erase("head_dim"); });
   cfg_case("heads_not_multiple_of_kv_heads", {"num_attention_heads 8 is not a multiple of num_key_value_heads 3"},
