@@ -54,7 +54,10 @@ def forward(cfg, W, ids, dtype):
     inv = 1.0 / (cfg.get("rope_theta", 10000.0) ** (torch.arange(0, hd, 2, dtype=dtype) / hd))
     ang = torch.arange(T, dtype=dtype)[:, None] * inv[None, :]
     cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
-    x = W["model.embed_tokens.weight"][ids]
+    # Tied embeddings may be stored as either half (tinystories656k keeps only lm_head), as transformers loads them.
+    tied = cfg.get("tie_word_embeddings", False)
+    embed = W["model.embed_tokens.weight"] if "model.embed_tokens.weight" in W or not tied else W["lm_head.weight"]
+    x = embed[ids]
     mask = torch.full((T, T), float("-inf"), dtype=dtype).triu(1)
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
@@ -72,7 +75,7 @@ def forward(cfg, W, ids, dtype):
         g = torch.nn.functional.silu(h @ W[p + "mlp.gate_proj.weight"].T) * (h @ W[p + "mlp.up_proj.weight"].T)
         x = x + g @ W[p + "mlp.down_proj.weight"].T
     x = rms_norm(x, W["model.norm.weight"], eps)
-    lm = W.get("lm_head.weight", W["model.embed_tokens.weight"])
+    lm = W["lm_head.weight"] if "lm_head.weight" in W else embed
     return x @ lm.T
 
 
