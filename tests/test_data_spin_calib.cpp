@@ -296,6 +296,12 @@ TEST_F(SpinCalibText, BosFollowsTheTokenizerConfigAndTheFlags) {
   EXPECT_EQ(rows(none, "", "none").eq(kStartStory).sum().item<int64_t>(), 0) << "no BOS token: none put";
   expect_error("--tokenizer " + none.string() + " --out " + (dir / "x.h5").string() + " --bos " + txt.string(),
                {"tokenizer.json", "has no BOS", "bos_token is null", "--no-bos"}, dir, dir / "x.h5");
+  const fs::path asks = tiny_variant(dir / "asks", R"({"bos_token": null, "add_bos_token": true})");
+  expect_error("--tokenizer " + asks.string() + " --out " + (dir / "x.h5").string() + " " + txt.string(),
+               {"add_bos_token is true, but there is no BOS", "--no-bos"}, dir, dir / "x.h5");
+  EXPECT_EQ(rows(asks, "--no-bos", "asks_no_bos").eq(kStartStory).sum().item<int64_t>(), 0);
+  expect_error("--tokenizer " + kTinyDir.string() + " --out " + (dir / "x.h5").string() + " --bos --no-bos " + txt.string(),
+               {"--bos and --no-bos contradict each other"}, dir, dir / "x.h5");
 }
 
 TEST_F(SpinCalibText, JsonLinesDocumentsEqualTokenizersJs) {
