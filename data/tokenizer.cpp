@@ -142,13 +142,29 @@ BosEos find_bos_eos(const fs::path& dir, const std::function<int(const std::stri
 
 std::string Tokenizer::describe() const { return cat(path_, ": ", summary(), "; ", bos_eos_.source()); }
 
+bool Tokenizer::use_bos(std::optional<bool> asked) const {
+  if (asked) {
+    SPIN_CHECK(!*asked || bos_id() >= 0, path_, ": the tokenizer has no BOS (", bos_eos_.bos_source, "); use --no-bos");
+    return *asked;
+  }
+  if (!bos_eos_.add_bos) return bos_id() >= 0;
+  SPIN_CHECK(!*bos_eos_.add_bos || bos_id() >= 0, path_, ": tokenizer_config.json add_bos_token is true, but there is no BOS (",
+             bos_eos_.bos_source, "); use --no-bos");
+  return *bos_eos_.add_bos;
+}
+
+fs::path find_tokenizer_file(const fs::path& dir) {
+  for (const char* name : {"tokenizer.json", "tokenizer.model"})
+    if (fs::is_regular_file(dir / name)) return dir / name;
+  return {};
+}
+
 std::unique_ptr<Tokenizer> open_tokenizer(const std::string& path) {
   fs::path file = path;
   SPIN_CHECK(fs::exists(file), path, ": no such tokenizer file or model directory");
   if (fs::is_directory(file)) {
-    if (fs::is_regular_file(file / "tokenizer.json")) file /= "tokenizer.json";
-    else if (fs::is_regular_file(file / "tokenizer.model")) file /= "tokenizer.model";
-    else fail(path, ": the directory has neither tokenizer.json nor tokenizer.model");
+    file = find_tokenizer_file(file);
+    SPIN_CHECK(!file.empty(), path, ": the directory has neither tokenizer.json nor tokenizer.model");
   }
   // A tokenizer.json is a JSON object (after blanks or a UTF-8 byte order mark); a tokenizer.model
   // is a protobuf, whose first byte is a field tag, never '{'.

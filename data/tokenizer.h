@@ -63,12 +63,19 @@ class Tokenizer {
   const std::string& path() const { return path_; }
   // One line: "<path>: <kind and summary>; BOS ...; EOS ...".
   std::string describe() const;
+  // Whether a document gets BOS in front: `asked` (a tool's --bos / --no-bos) when given, else
+  // bos_eos().add_bos when tokenizer_config.json says, else whether there is a BOS. BOS asked for
+  // (by the flag or by add_bos_token) when there is none is a spin::Error naming path().
+  bool use_bos(std::optional<bool> asked) const;
 
  protected:
   virtual std::string summary() const = 0;
   std::string path_;
   BosEos bos_eos_;
 };
+
+// The tokenizer file of model directory `dir`: its tokenizer.json, else its tokenizer.model, else "".
+std::filesystem::path find_tokenizer_file(const std::filesystem::path& dir);
 
 // Opens a tokenizer.json, a tokenizer.model or a model directory (see above). Errors name the file.
 std::unique_ptr<Tokenizer> open_tokenizer(const std::string& path);

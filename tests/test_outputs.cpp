@@ -99,3 +99,37 @@ TEST(Outputs, OwnOutputsAreRewrittenAndOverwriteIsExplicit) {
   EXPECT_FALSE(fs::exists(dir / "foreign" / "old.txt"));
   EXPECT_TRUE(fs::exists(dir / "foreign" / "config.json"));
 }
+
+// spin-calib --out, an HDF5 token file marked in its user block: a file spin-calib did not write (a
+// model file, a token file from elsewhere) is refused without --overwrite, an input (a text file, a
+// file inside the --tokenizer directory) always; its own previous output is rewritten.
+TEST(Outputs, SpinCalibReplacesOnlyItsOwnTokenFile) {
+  const fs::path tiny = test::root() / ".." / "shared" / "models" / "tinystories656k";
+  if (!fs::exists(tiny / "tokenizer.json")) GTEST_SKIP() << "../shared/models/tinystories656k not present";
+  const fs::path dir = test::scratch("outputs_calib");
+  write(dir / "story.txt", "Once upon a time there was a little cat. The cat liked to play in the sun every day.\n");
+  write(dir / "tok" / "tokenizer_config.json", test::read_text(tiny / "tokenizer_config.json"));
+  fs::copy_file(tiny / "tokenizer.json", dir / "tok" / "tokenizer.json");
+  fs::copy_file(fs::path(kModel) / "model.safetensors", dir / "model.safetensors");
+  fs::copy_file(kCalib, dir / "foreign.h5");
+  auto calib = [&](const fs::path& out, const std::string& extra = "") {
+    return test::bin("spin-calib").string() + " --tokenizer " + (dir / "tok").string() + " --seq-len 8 --out " +
+           out.string() + " " + (dir / "story.txt").string() + " " + extra;
+  };
+  const auto before = snapshot(dir);
+  const fs::path logs = test::scratch("outputs_calib_logs");
+  test::expect_one_line_errors(
+      {{calib(dir / "model.safetensors"), "exists and is not a calibration file written by spin-calib"},
+       {calib(dir / "foreign.h5"), "no output marker in an HDF5 user block"},
+       {calib(dir / "story.txt"), "is also the input text file"},
+       {calib(dir / "story.txt", "--overwrite"), "is also the input text file"},
+       {calib(dir / "tok" / "tokenizer.json", "--overwrite"), "lies inside the input --tokenizer"}},
+      logs);
+  EXPECT_EQ(snapshot(dir), before);
+
+  for (int run = 0; run < 2; ++run)
+    ASSERT_EQ(test::run(calib(dir / "calib.h5"), logs / "log.txt"), 0) << test::read_text(logs / "log.txt");
+  EXPECT_TRUE(why_not_our_output(dir / "calib.h5", OutputKind::calib_file, "spin-calib").empty());
+  ASSERT_EQ(test::run(calib(dir / "foreign.h5", "--overwrite"), logs / "log.txt"), 0) << test::read_text(logs / "log.txt");
+  EXPECT_TRUE(why_not_our_output(dir / "foreign.h5", OutputKind::calib_file, "spin-calib").empty());
+}

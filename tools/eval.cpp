@@ -7,8 +7,7 @@
 #include "src/base/check.h"
 #include "src/cli/main.h"
 #include "src/model/evaluate.h"
-#include "src/quant/quantize_weights.h"
-#include "src/rotation/format.h"
+#include "src/rotation/runnable.h"
 
 using namespace spin;
 using cli::Type;
@@ -31,33 +30,24 @@ int main(int argc, char** argv) {
     const cli::RunFlags run = cli::run_flags(v);
     const cli::QuantFlags q = cli::quant_flags(v);
 
-    LoadedModel m = load_model(v.text("model"));
-    const ModelConfig& c = m.checkpoint.config;
+    // Weight RTN uses a checkpoint's learned per-row clip ratios (spintrain --learn-clip) when it has them.
+    const RunnableModel m = load_runnable(v.text("model"), q.weight, q.forward(), run.device, run.dtype);
+    const ModelConfig& c = m.config();
     data::CalibOptions dopt;
     dopt.rows = v.integer("rows");
     dopt.seq_len = v.integer("seq-len");
     torch::Tensor ids = data::load_calib(v.text("data"), c.vocab_size, dopt).to(run.device);
     SPIN_CHECK(ids.size(1) >= 2, v.text("data"), ": rows of ", ids.size(1),
                " token predict nothing (the NLL needs at least 2 tokens per row; see --seq-len)");
+    const ModelRef model = m.ref();
 
-    auto to_compute = [&](const torch::Tensor& t) { return t.to(run.device, run.dtype); };
-    // With a weight_clip file (spintrain --learn-clip) RTN uses the learned per-row clip ratios.
-    ModelWeights w = fake_quant_weights(map_weights(c, m.checkpoint.weights, to_compute), q.weight, m.weight_clip);
-    ForwardOptions fo = m.online();
-    fo.act = q.act;
-    fo.key = q.key;
-    fo.value = q.value;
-    ModelRef model{&c, &w, fo};
-
-    std::optional<LoadedModel> ref_model;
-    ModelWeights ref_w;
+    std::optional<RunnableModel> ref_model;
     ModelRef ref{};
     if (!v.text("reference").empty()) {
-      ref_model = load_model(v.text("reference"));
-      SPIN_CHECK(ref_model->checkpoint.config.vocab_size == c.vocab_size, "--reference: vocab_size ",
-                 ref_model->checkpoint.config.vocab_size, " differs from the model's ", c.vocab_size);
-      ref_w = map_weights(ref_model->checkpoint.config, ref_model->checkpoint.weights, to_compute);
-      ref = {&ref_model->checkpoint.config, &ref_w, ref_model->online()};
+      ref_model = load_runnable(v.text("reference"), {}, {}, run.device, run.dtype);
+      SPIN_CHECK(ref_model->config().vocab_size == c.vocab_size, "--reference: vocab_size ",
+                 ref_model->config().vocab_size, " differs from the model's ", c.vocab_size);
+      ref = ref_model->ref();
     }
     EvalResult res = evaluate(model, ids, v.integer("batch-size"), ref_model ? &ref : nullptr);
     if (v.flag("json")) {

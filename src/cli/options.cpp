@@ -126,6 +126,15 @@ std::vector<Option> output_options() {
            "and never a directory tree; docs/RELIABILITY.md)"}};
 }
 
+std::vector<Option> bos_options() {
+  return {
+      {"bos", Type::boolean, "false", "tokens",
+       "put BOS in front of each text (default: as tokenizer_config.json add_bos_token says, else when the tokenizer "
+       "has a BOS)"},
+      {"no-bos", Type::boolean, "false", "tokens", "no BOS"},
+  };
+}
+
 std::vector<Option> gptq_options() {
   const bool result = true;
   return {
@@ -261,6 +270,14 @@ Values from_json(const std::vector<Option>& options, const nlohmann::json& value
   return resolve(options, values, where);
 }
 
+ForwardOptions QuantFlags::forward() const {
+  ForwardOptions o;
+  o.act = act;
+  o.key = key;
+  o.value = value;
+  return o;
+}
+
 std::string QuantFlags::describe() const {
   auto bits = [](const QuantSpec& s) { return s.enabled() ? std::to_string(s.bits) : std::string("16"); };
   std::string kv = key.bits == value.bits ? "KV" + bits(key) : "K" + bits(key) + "V" + bits(value);
@@ -277,6 +294,15 @@ QuantFlags quant_flags(const Values& v) {
   for (const QuantSpec* s : {&q.weight, &q.act, &q.key, &q.value})
     SPIN_CHECK(s->bits >= 2 && s->bits <= 16, "--*bits: bits must be between 2 and 16, got ", s->bits);
   return q;
+}
+
+std::optional<bool> bos_flag(const Values& v) {
+  if (v.flag("no-bos")) {
+    SPIN_CHECK(!v.flag("bos"), "--bos and --no-bos contradict each other");
+    return false;
+  }
+  if (v.given("bos")) return v.flag("bos");
+  return std::nullopt;
 }
 
 RunFlags run_flags(const Values& v) {

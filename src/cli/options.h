@@ -6,10 +6,12 @@
 
 #include <cxxopts.hpp>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "src/kernels/fake_quant.h"
+#include "src/model/forward.h"
 #include "src/quant/gptq_export.h"
 
 namespace spin::cli {
@@ -32,6 +34,8 @@ std::vector<Option> quant_options();
 std::vector<Option> run_options();
 // --overwrite: let an output replace a path that is not this tool's previous output (src/io/output_guard.h).
 std::vector<Option> output_options();
+// --bos --no-bos: BOS in front of a tokenized text (the default is the tokenizer's; see bos_flag).
+std::vector<Option> bos_options();
 // GPTQ's own settings: --act-order --damp --gptq-block-size --pad-intermediate (the grid comes from the
 // weight options).
 std::vector<Option> gptq_options();
@@ -91,12 +95,18 @@ Values from_json(const std::vector<Option>& options, const nlohmann::json& value
 struct QuantFlags {
   QuantSpec weight, act, key, value;
   std::string describe() const;  // "W4A4KV4 (w: 4-bit sym per-row, a: ..., k: ..., v: ...)"
+  // act, key and value as forward options (no online Hadamards: those come from the checkpoint).
+  ForwardOptions forward() const;
 };
 QuantFlags quant_flags(const Values& values);
 
 // gptq_options() with `grid` as the quantization grid (GptqExportOptions::format and the model's online
 // Hadamards are the caller's).
 GptqExportOptions gptq_flags(const Values& values, const QuantSpec& grid);
+
+// What --bos / --no-bos ask for: true, false, or nothing (neither given: the tokenizer's default,
+// data::Tokenizer::use_bos). Both given is a spin::Error.
+std::optional<bool> bos_flag(const Values& values);
 
 // The settings of run_options().
 struct RunFlags {
