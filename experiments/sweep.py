@@ -255,6 +255,9 @@ def main():
         means, lo, hi = [], [], []
         for g in groups.values():
             vals = [r[n] for r in g if r.get(n) is not None]
+            if not vals:  # a row only some configurations have (e.g. the init that --init best chose)
+                means.append(float("nan")), lo.append(0), hi.append(0)
+                continue
             m = statistics.mean(vals)
             means.append(m)
             lo.append(m - min(vals))

@@ -37,14 +37,16 @@ built=$(date +%s)
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=0:strict_string_checks=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-# ctest names tests Suite.Case; select the suites of the chosen binaries.
+# ctest names tests Suite.Case; select the suites of the chosen binaries (the "Suite." lines of
+# --gtest_list_tests; gtest_main's banner line is not one). A selection that matches nothing fails.
 suites=()
 for t in "${tests[@]}"; do
-  while read -r s; do suites+=("${s%.}"); done < <(ASAN_OPTIONS=detect_leaks=0 "$build/tests/$t" --gtest_list_tests | grep -v '^ ')
+  while read -r s; do suites+=("${s%.}"); done < <(ASAN_OPTIONS=detect_leaks=0 "$build/tests/$t" --gtest_list_tests |
+                                                     grep -E '^[A-Za-z_][A-Za-z0-9_]*\.$')
 done
 regex="^($(IFS='|'; echo "${suites[*]}"))\\."
 status=0
-(cd "$build" && ctest -R "$regex" --output-on-failure -j1 --timeout 900) || status=$?
+(cd "$build" && ctest -R "$regex" --no-tests=error --output-on-failure -j1 --timeout 900) || status=$?
 end=$(date +%s)
 echo "sanitize.sh: ${#tests[@]} test binaries (${tests[*]}); build $((built - start)) s, tests $((end - built)) s, total $((end - start)) s"
 exit $status

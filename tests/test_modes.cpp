@@ -150,7 +150,7 @@ TEST(Spintrain, ModeOptionErrorsAreOneLine) {
   const std::string plain_model = test::asset("models/stories260K").string();
   test::expect_one_line_errors({{spintrain("--mode layerwise"), "mode 'layerwise'"},
                                 {spintrain("--mode blockwise --nproc 2"), "runs in one process"},
-                                {spintrain("--mode adapt --smooth"), "learned by backpropagation"},
+                                {spintrain("--mode adapt --smooth"), "--smooth needs backpropagation"},
                                 {spintrain("--quant-grad exact"), "quant-grad 'exact'"},
                                 {spintrain("--r1-from " + plain_model), "has no R1"},
                                 {spintrain("--rotations r2 --r1-from " + plain_model), "needs r1"}},

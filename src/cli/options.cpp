@@ -200,6 +200,10 @@ std::string Values::text(const std::string& key) const { return at(key, Type::te
 std::vector<std::string> Values::list(const std::string& key) const {
   return at(key, Type::list).get<std::vector<std::string>>();
 }
+void Values::set_flag(const std::string& key, bool value) {
+  at(key, Type::boolean);
+  json_[key] = value;
+}
 bool Values::given(const std::string& key) const {
   return std::find(given_.begin(), given_.end(), key) != given_.end();
 }

@@ -61,6 +61,9 @@ class Values {
   std::vector<std::string> list(const std::string& key) const;  // empty when none were given
   // Whether the key was given on the command line or in the config file (not just defaulted).
   bool given(const std::string& key) const;
+  // Records the value a flag took in effect (a default that does not apply turned off), so that the
+  // saved configuration reruns as this run ran.
+  void set_flag(const std::string& key, bool value);
   // The --config file the values were read from ("" without one).
   const std::string& config_file() const { return config_file_; }
   void set_config_file(const std::string& file) { config_file_ = file; }

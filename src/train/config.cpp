@@ -40,11 +40,12 @@ std::vector<Option> train_options() {
        result},
       {"r1-from", Type::text, "", "rotation",
        "take R1 from this rotated checkpoint (e.g. an e2e run on a few rows) instead of --init", result},
-      {"smooth", Type::boolean, "false", "rotation",
-       "learn per-channel smoothing scales (folded into the weights at export)", result},
-      {"learn-clip", Type::boolean, "false", "rotation",
-       "learn per-row weight clip ratios in [0.5, 1] (saved in weight_clip.safetensors)", result},
-      {"clip-search", Type::boolean, "false", "rotation",
+      {"smooth", Type::boolean, "true", "rotation",
+       "learn per-channel smoothing scales (folded into the weights at export; off in --mode adapt)", result},
+      {"learn-clip", Type::boolean, "true", "rotation",
+       "learn per-row weight clip ratios in [0.5, 1] (saved in weight_clip.safetensors; off at --wbits 16 and in "
+       "--mode adapt)", result},
+      {"clip-search", Type::boolean, "true", "rotation",
        "--learn-clip starts each row at its RTN-error-minimising ratio (grid search) instead of --w-clip", result},
       {"scale-lr", Type::real, "0.01", "optimization", "Adam learning rate of smoothing log-scales and clip ratios",
        result},
@@ -62,7 +63,7 @@ std::vector<Option> train_options() {
       {"keep-best", Type::boolean, "false", "optimization",
        "export the learnables of the --eval-every evaluation with the lowest KL (the initial ones included)", result},
       {"optimizer", Type::text, "cayley-sgd", "optimization", "cayley-sgd or cayley-adam", result},
-      {"lr", Type::real, "0.1", "optimization", "learning rate of the rotations (chosen by sweeps: docs/RESULTS.md)",
+      {"lr", Type::real, "1.0", "optimization", "learning rate of the rotations (chosen by sweeps: docs/RESULTS.md)",
        result},
       {"momentum", Type::real, "0.9", "optimization", "Cayley SGD momentum / Cayley Adam beta1", result},
       {"schedule", Type::text, "cosine", "optimization", "constant, linear, cosine or step", result},
@@ -168,18 +169,27 @@ TrainConfig train_config(const cli::Values& v) {
   c.rotation.learned = true;
   c.mode = from_name(kModes, v.text("mode"), where, "mode");
   c.r1_from = v.text("r1-from");
-  c.smooth = v.flag("smooth");
-  c.learn_clip = v.flag("learn-clip");
-  c.clip_search = v.flag("clip-search");
-  SPIN_CHECK(!c.clip_search || c.learn_clip, where, ": --clip-search sets where --learn-clip starts: add --learn-clip");
+  // The learnable scales apply where they mean something: none in --mode adapt (no backpropagation),
+  // the clip options only with quantized weights. Set explicitly where they cannot apply, they are
+  // an error; left at their defaults there, they are off.
+  auto scale_flag = [&](const char* key, bool applies, const char* needs) {
+    SPIN_CHECK(applies || !v.given(key) || !v.flag(key), where, ": --", key, " needs ", needs);
+    return applies && v.flag(key);
+  };
+  const bool backprop = c.mode != Mode::adapt;
+  c.smooth = scale_flag("smooth", backprop, "backpropagation: use it with --mode e2e or blockwise");
+  c.learn_clip = scale_flag("learn-clip", backprop && c.weight.enabled(),
+                            "--mode e2e or blockwise and quantized weights (--wbits below 16)");
+  c.clip_search = scale_flag("clip-search", c.learn_clip, "--learn-clip (it sets where the ratios start)");
+  c.values.set_flag("smooth", c.smooth);
+  c.values.set_flag("learn-clip", c.learn_clip);
+  c.values.set_flag("clip-search", c.clip_search);
   c.scale_lr = v.real("scale-lr");
   c.adapt_steps = v.integer("adapt-steps");
   c.adapt_block_size = v.integer("adapt-block-size");
   c.adapt_max_samples = v.integer("adapt-max-samples");
   SPIN_CHECK(c.scale_lr > 0 && c.adapt_steps >= 0 && c.adapt_block_size >= 0 && c.adapt_max_samples > 0, where,
              ": scale-lr and adapt-max-samples must be positive, adapt-steps and adapt-block-size not negative");
-  SPIN_CHECK(c.mode != Mode::adapt || (!c.smooth && !c.learn_clip), where,
-             ": --smooth and --learn-clip are learned by backpropagation: use them with --mode e2e or blockwise");
   c.optimizer = from_name(kOptimizers, v.text("optimizer"), where, "optimizer");
   c.schedule = optim::parse_schedule_kind(v.text("schedule"), "--schedule");
   c.loss = from_name(kLosses, v.text("loss"), where, "loss");
