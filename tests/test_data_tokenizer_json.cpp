@@ -28,6 +28,7 @@
 #include <numeric>
 #include <random>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "data/hf_tokenizer.h"
@@ -815,6 +816,7 @@ TEST(TokenizerJson, MutatedFilesLoadOrFailCleanly) {
   doc["model"]["vocab"]["<0x41>"] = 4;
   const std::string base = doc.dump();
   const fs::path path = spin::test::scratch("tokenizer_json_mutated") / "tokenizer.json";
+  const std::string_view kJsonBytes = "{}[]\",:0123456789abnltrue-.";  // what JSON is made of
   std::mt19937 rng(12345);
   int loaded = 0, rejected = 0;
   for (int round = 0; round < 400; ++round) {
@@ -822,7 +824,7 @@ TEST(TokenizerJson, MutatedFilesLoadOrFailCleanly) {
     for (int k = 1 + int(rng() % 3); k > 0; --k) {
       const size_t at = rng() % bytes.size();
       switch (rng() % 3) {
-        case 0: bytes[at] = "{}[]\",:0123456789abnltrue-."[rng() % 29]; break;
+        case 0: bytes[at] = kJsonBytes[rng() % kJsonBytes.size()]; break;
         case 1: bytes.erase(at, 1 + rng() % 8); break;
         default: bytes.insert(at, 1, char(rng() % 128)); break;
       }
