@@ -241,7 +241,8 @@ TrainSummary run_spintrain(const TrainConfig& cfg) {
   const Rotations init = initial_rotations(cfg, mc, rotation);
   // Only end-to-end training sees R1's effect on every layer at once; the other modes keep it fixed.
   Learnables learn = Learnables::create(cfg, mc, init, cfg.mode == Mode::e2e);
-  if (cfg.clip_search) learn.search_clip(mc, base, cfg.weight);
+  // A resumed run reads its clip ratios, like every learnable, from its training state.
+  if (cfg.clip_search && !cfg.resume) learn.search_clip(mc, base, cfg.weight);
   SPIN_CHECK(!learn.all().empty() || cfg.mode == Mode::adapt,
              "spintrain: nothing to learn: --rotations names nothing and --smooth/--learn-clip are off");
   if (cfg.gptq) check_gptq_export(mc, cfg.gptq_export, cfg.model);  // refusals before any training
