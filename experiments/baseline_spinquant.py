@@ -3,14 +3,18 @@
 
 Every linear rotates its frozen weight in float64 on every forward (W·R1, R1ᵀ·W, per-head R2), casts it back
 to the training dtype and fake-quantizes it (RTN, per output row, symmetric, straight-through); embeddings and
-lm_head are rotated by R1 in float64 too and stay float. Loss: next-token cross-entropy. R1/R2 are float32
+lm_head are rotated by R1 in float64 too and stay float. When the settings ask for them, activations are
+fake-quantized per token at the inputs of q/k/v, o_proj, gate/up and down_proj, K and V per head, and the
+online Hadamards R3 (q and k after RoPE) and R4 (down_proj's input) are dense matmuls with the matrices
+spin-bench writes ("H3", "H4"; down_proj's weight already holds R4's other half). Loss: next-token
+cross-entropy. R1/R2 are float32
 leaves stepped by Cayley SGD with momentum (same update as optim/cayley_sgd.cpp: tangent momentum, step
 capped by 2q/||W||_1, 5 fixed-point iterations, QR when the orthogonality error drifts past 64 eps).
 
 Input (written by spin-bench): a safetensors file with the folded frozen weights ("embed_tokens", "norm",
 "lm_head", "layers.<i>.<q_proj|...|down_proj|input_layernorm|post_attention_layernorm>"), "R1", "layers.<i>.R2"
-(float64) and "ids" [batch, seq] int64; metadata "config" (HF config.json) and "settings" (steps, lr,
-momentum, wbits, threads, dtype, device).
+(float64), "ids" [batch, seq] int64 and optionally "H3"/"H4" (float64); metadata "config" (HF config.json)
+and "settings" (steps, lr, momentum, wbits, act/key/value {bits, asym}, r3, r4, threads, dtype, device).
 Output: one JSON object on stdout: losses, step_seconds, forward/backward/optimizer seconds per step,
 peak_rss_bytes.
 
@@ -54,6 +58,26 @@ def fake_quant(w, bits):
     return w + (deq - w.detach())
 
 
+def fake_quant_rows(x, bits, asym):
+    """RTN of every row (last dim) of an activation, as spintrain's per-token quantizer: float32 statistics,
+    asymmetric over [min(x, 0), max(x, 0)] or symmetric over max|x|; straight-through gradient."""
+    if bits >= 16:
+        return x
+    with torch.no_grad():
+        xf = x.detach().float()
+        if asym:
+            qmax = 2.0 ** bits - 1
+            lo, hi = xf.amin(-1, keepdim=True).clamp_max(0), xf.amax(-1, keepdim=True).clamp_min(0)
+            scale = ((hi - lo) / qmax).clamp_min(1e-8)
+            zero = torch.round(-lo / scale)
+            deq = (torch.clamp(torch.round(xf / scale) + zero, 0, qmax) - zero) * scale
+        else:
+            qmax = 2.0 ** (bits - 1) - 1
+            scale = (xf.abs().amax(-1, keepdim=True) / qmax).clamp_min(1e-8)
+            deq = torch.clamp(torch.round(xf / scale), -qmax - 1, qmax) * scale
+    return x + (deq.to(x.dtype) - x.detach())
+
+
 def rms_norm(x, weight, eps):
     xf = x if x.dtype == torch.float64 else x.float()
     y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
@@ -77,6 +101,8 @@ class SpinQuantModel:
         leaf = lambda r: r.to(device, torch.float32).clone().requires_grad_(True)
         self.r1 = leaf(t["R1"])
         self.r2 = [leaf(t[f"layers.{i}.R2"]) for i in range(cfg["num_hidden_layers"])]
+        self.h3 = get("H3") if "H3" in t else None
+        self.h4 = get("H4") if "H4" in t else None
 
     # The per-linear float64 rotations of the official code, redone on every forward.
     def rot_in(self, w):  # consumes the rotated residual stream: W·R1
@@ -85,7 +111,7 @@ class SpinQuantModel:
     def rot_out(self, w):  # produces it: R1ᵀ·W
         return (self.r1.double().t() @ w.double()).to(self.dtype)
 
-    def forward_loss(self, ids, bits):
+    def forward_loss(self, ids, bits, s):
         c = self.cfg
         H, nh, nkv = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]
         hd = c.get("head_dim") or H // nh
@@ -96,11 +122,12 @@ class SpinQuantModel:
         emb = torch.cat([freqs, freqs], -1)
         cos, sin = emb.cos().to(ids.device, self.dtype), emb.sin().to(ids.device, self.dtype)
         mask = torch.ones(T, T, dtype=torch.bool, device=ids.device).triu(1)
+        act = lambda a: fake_quant_rows(a, s["act"]["bits"], s["act"]["asym"])
 
         x = F.embedding(ids, self.rot_in(self.embed))
         for L, r2 in zip(self.layers, self.r2):
             r2d = r2.double()
-            h = rms_norm(x, L["input_layernorm"], eps)
+            h = act(rms_norm(x, L["input_layernorm"], eps))
             wq = fake_quant(self.rot_in(L["q_proj"]), bits)
             wk = fake_quant(self.rot_in(L["k_proj"]), bits)
             wv = (r2d.t() @ (L["v_proj"].double() @ self.r1.double()).view(nkv, hd, H)).reshape(nkv * hd, H)
@@ -110,16 +137,21 @@ class SpinQuantModel:
             q = rope(F.linear(h, wq).view(B, T, nh, hd).transpose(1, 2), cos, sin)
             k = rope(F.linear(h, wk).view(B, T, nkv, hd).transpose(1, 2), cos, sin)
             v = F.linear(h, wv).view(B, T, nkv, hd).transpose(1, 2)
+            if self.h3 is not None:
+                q, k = q @ self.h3, k @ self.h3
+            k = fake_quant_rows(k, s["key"]["bits"], s["key"]["asym"])
+            v = fake_quant_rows(v, s["value"]["bits"], s["value"]["asym"])
             rep = nh // nkv
             k = k.unsqueeze(2).expand(B, nkv, rep, T, hd).reshape(B, nh, T, hd)
             v = v.unsqueeze(2).expand(B, nkv, rep, T, hd).reshape(B, nh, T, hd)
             scores = torch.matmul(q, k.transpose(-2, -1)).float() / math.sqrt(hd)
             probs = torch.softmax(scores.masked_fill(mask, -math.inf), -1).to(v.dtype)
-            attn = torch.matmul(probs, v).transpose(1, 2).reshape(B, T, nh * hd)
+            attn = act(torch.matmul(probs, v).transpose(1, 2).reshape(B, T, nh * hd))
             x = x + F.linear(attn, wo)
-            h = rms_norm(x, L["post_attention_layernorm"], eps)
+            h = act(rms_norm(x, L["post_attention_layernorm"], eps))
             m = F.silu(F.linear(h, fake_quant(self.rot_in(L["gate_proj"]), bits))) * F.linear(
                 h, fake_quant(self.rot_in(L["up_proj"]), bits))
+            m = act(m @ self.h4 if self.h4 is not None else m)
             x = x + F.linear(m, fake_quant(self.rot_out(L["down_proj"]), bits))
         x = rms_norm(x, self.norm, eps)
         logits = F.linear(x, self.rot_in(self.lm_head)).float()
@@ -178,7 +210,7 @@ def main():
         t0 = time.perf_counter()
         for p in params:
             p.grad = None
-        loss = model.forward_loss(ids, s["wbits"])
+        loss = model.forward_loss(ids, s["wbits"], s)
         out["losses"].append(loss.item())
         sync()
         t1 = time.perf_counter()

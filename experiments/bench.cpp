@@ -13,8 +13,10 @@
 //
 // A step is timed with the public functions src/train/trainer.cpp calls (rotate_weights, fake_quant_weights,
 // forward_hidden + lm_logits + next_token_nll, backward, HybridOptimizer::step), grad_accum 1, loss ce,
-// W<wbits> per-row symmetric RTN, learned R1 and R2, random-hadamard init, constant lr. Token ids are
-// uniform random (seeded). The first step is a warm-up: with --steps > 1 the means leave it out.
+// straight-through quantizers (scale constant): W<wbits> per-row symmetric RTN and, when asked, per-token
+// activations (--abits), K/V per head (--kbits/--vbits) and the online Hadamards R3/R4; learned R1 and
+// R2, random-hadamard init, constant lr. Token ids are uniform random (seeded). The first step is a
+// warm-up: with --steps > 1 the means leave it out.
 #include <unistd.h>
 
 #include <chrono>
@@ -33,7 +35,9 @@
 #include "src/base/check.h"
 #include "src/io/checkpoint.h"
 #include "src/cli/main.h"
+#include "src/train/config.h"
 #include "src/train/grad_leaves.h"
+#include "src/kernels/hadamard.h"
 #include "src/model/forward.h"
 #include "src/quant/quantize_weights.h"
 #include "src/model/recompute.h"
@@ -120,6 +124,7 @@ struct Settings {
   torch::ScalarType dtype;
   torch::Device device = torch::kCPU;
   QuantSpec weight;
+  ForwardOptions student;  // activation/KV quantizers and R3/R4 of the quantized forward
   double lr, momentum;
   int64_t steps;
   int threads;
@@ -182,10 +187,10 @@ json run_steps(const Workload& w, const Settings& s) {
     if (s.recompute) {
       lap(2, t0);
       auto nll = [&](const torch::Tensor& logits) { return losses::next_token_nll(logits, ids); };
-      loss_value = backward_with_recompute(mc, leaves, ids, {}, nll).item<double>();
+      loss_value = backward_with_recompute(mc, leaves, ids, s.student, nll).item<double>();
       lap(3, t0);
     } else {
-      torch::Tensor loss = losses::next_token_nll(lm_logits(leaves, forward_hidden(mc, leaves, ids, {})), ids);
+      torch::Tensor loss = losses::next_token_nll(lm_logits(leaves, forward_hidden(mc, leaves, ids, s.student)), ids);
       loss_value = loss.item<double>();
       lap(2, t0);
       loss.backward();
@@ -261,10 +266,23 @@ json run_baseline(const Workload& w, const Settings& s) {
       tensors.emplace_back(p + n, *t);
     tensors.emplace_back(p + "R2", w.init.r2[i]);
   }
+  // The online Hadamards as dense matrices (the baseline applies them with a matmul).
+  if (s.student.r3) tensors.emplace_back("H3", hadamard_matrix(c.head_dim));
+  if (s.student.r4) tensors.emplace_back("H4", hadamard_matrix(c.intermediate_size));
   // The baseline reads float32 and casts to its dtype: exact for bf16 weights.
   for (auto& [n, t] : tensors)
     if (t.is_floating_point() && t.scalar_type() != torch::kFloat64) t = t.to(torch::kCPU, torch::kFloat32);
+  // A quantizer the baseline implements: bits (16: off) and asym; per row/token/head, clip 1.
+  auto spec = [&](const QuantSpec& q, const char* what) {
+    SPIN_CHECK(!q.enabled() || (q.groupsize == 0 && q.clip == 1.0), "spin-bench: the python baseline quantizes ", what,
+               " per row/token/head without clipping only");
+    return json{{"bits", q.enabled() ? q.bits : 16}, {"asym", q.asym}};
+  };
+  SPIN_CHECK(!s.weight.asym, "spin-bench: the python baseline quantizes weights symmetrically only");
   const json settings = {{"steps", s.steps}, {"lr", s.lr}, {"momentum", s.momentum}, {"wbits", s.weight.bits},
+                         {"weight", spec(s.weight, "weights")}, {"act", spec(s.student.act, "activations")},
+                         {"key", spec(s.student.key, "keys")}, {"value", spec(s.student.value, "values")},
+                         {"r3", s.student.r3}, {"r4", s.student.r4},
                          {"threads", s.threads}, {"dtype", dtype_name(s.dtype)},
                          {"device", s.device.is_cuda() ? "cuda" : "cpu"}};
   const fs::path input = fs::path(s.work_dir) / (w.name + ".safetensors");
@@ -299,7 +317,7 @@ int64_t activation_bytes(const Workload& w, const Settings& s) {
     const torch::Tensor ids = w.ids.to(s.device);
     torch::Tensor x = embed(w.base, ids).detach().requires_grad_();
     torch::Tensor h = x;
-    for (const LayerWeights& L : w.base.layers) h = decoder_layer(w.config, L, h, {});
+    for (const LayerWeights& L : w.base.layers) h = decoder_layer(w.config, L, h, online_hadamards(s.student.r3, s.student.r4));
     losses::next_token_nll(lm_logits(w.base, rms_norm(h, w.base.norm, w.config.rms_norm_eps)), ids).backward();
   }
   return peak_rss_bytes() - before;
@@ -372,7 +390,6 @@ int main(int argc, char** argv) {
           {"seq", Type::integer, "2048", "", "random model tokens per row"},
           {"batch", Type::integer, "1", "", "random model rows per step"},
           {"steps", Type::integer, "3", "", "timed steps per model (the first is a warm-up when > 1)"},
-          {"wbits", Type::integer, "4", "", "weight bits of the fake-quant proxy (per-row symmetric)"},
           {"lr", Type::real, "1.5", "", "Cayley SGD learning rate (constant)"},
           {"momentum", Type::real, "0.9", "", "Cayley SGD momentum"},
           {"dtype", Type::text, "f32", "", "training dtype: f32 or bf16"},
@@ -387,7 +404,8 @@ int main(int argc, char** argv) {
           {"profile", Type::text, "", "", "write a chrome trace of each model's last step to PREFIX.<model>.json  (summarise with experiments/profile_summary.py)"},
           {"out", Type::text, "", "", "also write the JSON to this file"},
           {"save-random", Type::text, "", "", "only write the random model to DIR (float32 checkpoint) and --batch rows of its  token ids to DIR-calib.h5, for spintrain runs at benchmark shapes"},
-      }};
+      } + cli::with_defaults(cli::quant_options(), {{"wbits", "4"}}) +
+          cli::select(train_program().options, {"r3", "r4"})};
   return cli::tool_main(argc, argv, program, [](const cli::Values& a) {
         if (!a.text("save-random").empty()) {
       const fs::path dir = a.text("save-random");
@@ -414,7 +432,11 @@ int main(int argc, char** argv) {
     s.recompute = a.flag("recompute");
     SPIN_CHECK(s.dtype != torch::kFloat64, "spin-bench: --dtype must be f32 or bf16");
     s.device = cli::parse_device(a.text("device"));
-    s.weight.bits = int(a.integer("wbits"));
+    const cli::QuantFlags quant = cli::quant_flags(a);
+    s.weight = quant.weight;
+    s.student = quant.forward();
+    s.student.r3 = a.flag("r3");
+    s.student.r4 = a.flag("r4");
     s.lr = a.real("lr");
     s.momentum = a.real("momentum");
     s.steps = a.integer("steps");
@@ -429,7 +451,8 @@ int main(int argc, char** argv) {
     const int64_t runtime_rss = rss_bytes();  // libraries and runtime, before any model is built
 
     json result = {{"threads", at::get_num_threads()}, {"device", s.device.str()}, {"torch", TORCH_VERSION},
-                   {"wbits", s.weight.bits}, {"steps", s.steps}, {"runtime_rss_bytes", runtime_rss}};
+                   {"wbits", s.weight.bits}, {"quant", quant.describe()}, {"r3", s.student.r3}, {"r4", s.student.r4},
+                   {"steps", s.steps}, {"runtime_rss_bytes", runtime_rss}};
     json peak = json::object();
     if (const int64_t n = a.integer("gemm-size"); n > 0) {
       for (auto dt : {torch::kFloat32, torch::kBFloat16}) {
@@ -443,6 +466,8 @@ int main(int argc, char** argv) {
 
     RotationConfig rc;
     rc.r1 = rc.r2 = true;
+    rc.r3 = s.student.r3;
+    rc.r4 = s.student.r4;
     rc.seed = seed;
     auto make = [&](const std::string& name, const ModelConfig& c, const ModelWeights& weights, int64_t batch,
                     int64_t seq) {

@@ -24,7 +24,9 @@ tools=(spin-eval spin-calib)  # run by test_reliability_corpus and test_data_spi
 # unity build (each library's sources compiled as one translation unit) parses LibTorch's headers and
 # instantiates its templates once per library instead of once per file; both choices are timed in
 # docs/BENCHMARKS.md ("Build and test times").
-cmake -S "$root" -B "$build" -DSPIN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
+source "$root/scripts/cmake_generator.sh"
+# shellcheck disable=SC2046
+cmake -S "$root" -B "$build" $(cmake_generator "$build") -DSPIN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
       -DCMAKE_UNITY_BUILD=ON >/dev/null
 cmake --build "$build" -j"$jobs" --target "${tools[@]}" "${tests[@]}"
 built=$(date +%s)
@@ -46,7 +48,7 @@ for t in "${tests[@]}"; do
 done
 regex="^($(IFS='|'; echo "${suites[*]}"))\\."
 status=0
-(cd "$build" && ctest -R "$regex" --no-tests=error --output-on-failure -j1 --timeout 900) || status=$?
+(cd "$build" && ctest -R "$regex" --no-tests=error --output-on-failure -j2 --timeout 900) || status=$?
 end=$(date +%s)
 echo "sanitize.sh: ${#tests[@]} test binaries (${tests[*]}); build $((built - start)) s, tests $((end - built)) s, total $((end - start)) s"
 exit $status

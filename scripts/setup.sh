@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ccache libtorch-dev libeigen3-dev libhdf5-dev libcxxopts-dev
-          nlohmann-json3-dev libgtest-dev libgloo-dev libopenblas0-pthread libpcre2-dev libicu-dev pkg-config
+          nlohmann-json3-dev libgtest-dev ninja-build libgloo-dev libopenblas0-pthread libpcre2-dev libicu-dev pkg-config
           python3-torch python3-h5py python3-numpy python3-matplotlib time)
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -35,5 +35,7 @@ if command -v npm >/dev/null 2>&1 && { [ ! -f tests/oracle/node_modules/.package
 fi
 
 BUILD_DIR=${BUILD_DIR:-build}
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" >/dev/null
+source scripts/cmake_generator.sh
+# shellcheck disable=SC2046
+cmake -S . -B "$BUILD_DIR" $(cmake_generator "$BUILD_DIR") -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)"
