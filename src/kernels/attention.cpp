@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "src/base/check.h"
+#include "src/kernels/attention_rows.h"
 
 namespace spin {
 namespace {
@@ -141,13 +142,18 @@ struct CausalAttentionFunction : torch::autograd::Function<CausalAttentionFuncti
 }  // namespace
 
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               int64_t block_rows, int64_t window) {
+                               int64_t block_rows, int64_t window, AttentionKernel kernel) {
   SPIN_CHECK(window >= 0, "causal_attention: window ", window, " must be 0 (none) or positive");
   SPIN_CHECK(q.dim() == 4 && k.dim() == 4 && q.size(1) % k.size(1) == 0 && k.sizes() == v.sizes() &&
                  k.size(0) == q.size(0) && k.size(2) == q.size(2) && k.size(3) == q.size(3),
              "causal_attention: q ", q.sizes(), " does not match k ", k.sizes(), " / v ", v.sizes());
   const int64_t B = q.size(0), nh = q.size(1), T = q.size(2), hd = q.size(3);
-  const torch::Tensor o = CausalAttentionFunction::apply(q * (1.0 / std::sqrt(double(hd))), k, v, block_rows, window);
+  if (kernel == AttentionKernel::automatic)
+    kernel = q.is_cpu() && hd <= kRowKernelMaxHeadDim && block_rows == 0 ? AttentionKernel::rows : AttentionKernel::blocks;
+  SPIN_CHECK(kernel != AttentionKernel::rows || q.is_cpu(), "causal_attention: the row kernel runs on CPU only");
+  const torch::Tensor scaled = q * (1.0 / std::sqrt(double(hd)));
+  const torch::Tensor o = kernel == AttentionKernel::rows ? causal_attention_rows(scaled, k, v, window)
+                                                          : CausalAttentionFunction::apply(scaled, k, v, block_rows, window);
   return o.transpose(1, 2).reshape({B, T, nh * hd});  // [B, heads, T, hd] -> [B, T, heads * hd]
 }
 

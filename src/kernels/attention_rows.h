@@ -1,0 +1,22 @@
+// Causal attention one query row at a time, fused: for each row the scores against its keys, the
+// softmax and P·V are computed in one pass over those keys, in a buffer of T floats that stays in
+// the core's cache, so nothing of size T² is ever written to memory (FlashAttention's idea, Dao et
+// al. 2022, with a block of one query row). The backward recomputes each row's probabilities from the
+// saved log-sum-exp. Plain loops over the keys (vectorised by the compiler, with one clone per
+// instruction set on x86), parallel over rows in the forward and over K/V heads in the backward.
+//
+// This is the CPU kernel for small head_dim, where the score GEMMs of the blocked kernel
+// (attention.cpp) are cheap and the passes of the softmax over T×T scores are what costs
+// (docs/BENCHMARKS.md); causal_attention() chooses it.
+#pragma once
+
+#include <torch/torch.h>
+
+namespace spin {
+
+// q [B, heads, T, hd] (already scaled by 1/sqrt(hd)), k and v [B, kv_heads, T, hd], CPU, any floating
+// dtype (computed in float32, float64 in float64); window 0: every earlier key. -> [B, heads, T, hd].
+torch::Tensor causal_attention_rows(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                    int64_t window);
+
+}  // namespace spin
