@@ -14,7 +14,7 @@ capped by 2q/||W||_1, 5 fixed-point iterations, QR when the orthogonality error 
 Input (written by spin-bench): a safetensors file with the folded frozen weights ("embed_tokens", "norm",
 "lm_head", "layers.<i>.<q_proj|...|down_proj|input_layernorm|post_attention_layernorm>"), "R1", "layers.<i>.R2"
 (float64), "ids" [batch, seq] int64 and optionally "H3"/"H4" (float64); metadata "config" (HF config.json)
-and "settings" (steps, lr, momentum, wbits, act/key/value {bits, asym}, r3, r4, threads, dtype, device).
+and "settings" (steps, lr, momentum, weight/act/key/value {bits, asym}, r3, r4, threads, dtype, device).
 Output: one JSON object on stdout: losses, step_seconds, forward/backward/optimizer seconds per step,
 peak_rss_bytes.
 
@@ -111,7 +111,7 @@ class SpinQuantModel:
     def rot_out(self, w):  # produces it: R1ᵀ·W
         return (self.r1.double().t() @ w.double()).to(self.dtype)
 
-    def forward_loss(self, ids, bits, s):
+    def forward_loss(self, ids, s):
         c = self.cfg
         H, nh, nkv = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]
         hd = c.get("head_dim") or H // nh
@@ -122,6 +122,7 @@ class SpinQuantModel:
         emb = torch.cat([freqs, freqs], -1)
         cos, sin = emb.cos().to(ids.device, self.dtype), emb.sin().to(ids.device, self.dtype)
         mask = torch.ones(T, T, dtype=torch.bool, device=ids.device).triu(1)
+        bits = s["weight"]["bits"]
         act = lambda a: fake_quant_rows(a, s["act"]["bits"], s["act"]["asym"])
 
         x = F.embedding(ids, self.rot_in(self.embed))
@@ -210,7 +211,7 @@ def main():
         t0 = time.perf_counter()
         for p in params:
             p.grad = None
-        loss = model.forward_loss(ids, s["wbits"], s)
+        loss = model.forward_loss(ids, s)
         out["losses"].append(loss.item())
         sync()
         t1 = time.perf_counter()

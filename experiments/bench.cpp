@@ -279,7 +279,7 @@ json run_baseline(const Workload& w, const Settings& s) {
     return json{{"bits", q.enabled() ? q.bits : 16}, {"asym", q.asym}};
   };
   SPIN_CHECK(!s.weight.asym, "spin-bench: the python baseline quantizes weights symmetrically only");
-  const json settings = {{"steps", s.steps}, {"lr", s.lr}, {"momentum", s.momentum}, {"wbits", s.weight.bits},
+  const json settings = {{"steps", s.steps}, {"lr", s.lr}, {"momentum", s.momentum},
                          {"weight", spec(s.weight, "weights")}, {"act", spec(s.student.act, "activations")},
                          {"key", spec(s.student.key, "keys")}, {"value", spec(s.student.value, "values")},
                          {"r3", s.student.r3}, {"r4", s.student.r4},
