@@ -432,6 +432,7 @@ int main(int argc, char** argv) {
     s.recompute = a.flag("recompute");
     SPIN_CHECK(s.dtype != torch::kFloat64, "spin-bench: --dtype must be f32 or bf16");
     s.device = cli::parse_device(a.text("device"));
+    cli::check_dtype_on_device(s.dtype, s.device);
     const cli::QuantFlags quant = cli::quant_flags(a);
     s.weight = quant.weight;
     s.student = quant.forward();

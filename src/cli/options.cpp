@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "src/base/check.h"
+#include "src/kernels/cpu_bf16.h"
 
 namespace spin::cli {
 namespace {
@@ -310,7 +311,15 @@ std::optional<bool> bos_flag(const Values& v) {
 }
 
 RunFlags run_flags(const Values& v) {
-  return {int(v.integer("threads")), parse_dtype(v.text("dtype")), parse_device(v.text("device"))};
+  const RunFlags run{int(v.integer("threads")), parse_dtype(v.text("dtype")), parse_device(v.text("device"))};
+  check_dtype_on_device(run.dtype, run.device);
+  return run;
+}
+
+void check_dtype_on_device(torch::ScalarType dtype, const torch::Device& device) {
+  SPIN_CHECK(dtype != torch::kBFloat16 || !device.is_cpu() || cpu_bf16_matmul_accumulates_in_float32(),
+             "--dtype bf16: LibTorch's bfloat16 matrix products on this CPU sum in bfloat16 (512 ones add up "
+             "to 256), too coarse for training or evaluation; use --dtype f32");
 }
 
 torch::ScalarType parse_dtype(const std::string& name) {

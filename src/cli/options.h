@@ -123,5 +123,8 @@ RunFlags run_flags(const Values& values);
 torch::ScalarType parse_dtype(const std::string& name);
 // "cpu", "cuda", or "auto" (cuda when LibTorch has it).
 torch::Device parse_device(const std::string& name);
+// Refuses --dtype bf16 on a CPU whose LibTorch bfloat16 GEMMs accumulate in bfloat16 (kernels/cpu_bf16.h);
+// run_flags() calls it.
+void check_dtype_on_device(torch::ScalarType dtype, const torch::Device& device);
 
 }  // namespace spin::cli
