@@ -32,6 +32,7 @@
 #include "losses/next_token.h"
 #include "optim/hybrid.h"
 #include "src/io/atomic_file.h"
+#include "src/base/runtime_env.h"
 #include "src/base/check.h"
 #include "src/io/checkpoint.h"
 #include "src/cli/main.h"
@@ -452,6 +453,9 @@ int main(int argc, char** argv) {
     const int64_t runtime_rss = rss_bytes();  // libraries and runtime, before any model is built
 
     json result = {{"threads", at::get_num_threads()}, {"device", s.device.str()}, {"torch", TORCH_VERSION},
+                   {"openblas_core", openblas_core()},
+                   {"omp_wait_policy", std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : ""},
+                   {"gomp_spincount", std::getenv("GOMP_SPINCOUNT") ? std::getenv("GOMP_SPINCOUNT") : ""},
                    {"wbits", s.weight.bits}, {"quant", quant.describe()}, {"r3", s.student.r3}, {"r4", s.student.r4},
                    {"steps", s.steps}, {"runtime_rss_bytes", runtime_rss}};
     json peak = json::object();

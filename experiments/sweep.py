@@ -175,14 +175,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("grid")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=0)
+    # Default: one single-threaded run per core, faster for many small runs than one run at a time on
+    # all cores (docs/BENCHMARKS.md, "Sweeps: runs in parallel or threads").
+    ap.add_argument("--jobs", type=int, default=0, help="runs at a time (0: one per core)")
+    ap.add_argument("--threads", type=int, default=0, help="threads per run (0: the cores divided among the jobs)")
     ap.add_argument("--bin", default="build/bin")
     args = ap.parse_args()
-    # Idle OpenMP workers of one run spin on the cores the other runs need: with --jobs > 1 (or any
-    # other load) a spinning runtime makes every run several times slower (docs/BENCHMARKS.md,
-    # "Threads on a shared machine"). Passive workers sleep instead.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    cores = len(os.sched_getaffinity(0))
+    args.jobs = args.jobs if args.jobs > 0 else cores
+    args.threads = args.threads if args.threads > 0 else max(1, cores // args.jobs)
+    # More threads than cores: idle OpenMP workers of one run would spin on the cores the other runs
+    # need and make every run several times slower (docs/BENCHMARKS.md, "Threads on a shared machine").
+    # Passive workers sleep instead. Otherwise each run chooses its own (src/base/runtime_env.h).
+    if args.jobs * args.threads > cores:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     spec = json.load(open(args.grid))
     claim_out(args.out)
     base, grid = spec.get("base", {}), spec["grid"]

@@ -69,7 +69,9 @@ TEST(CausalAttention, SlidingWindowMatchesFullMatrixInFloat64) {
   const torch::Tensor full = reference_attention(in.q, in.k, in.v);
   for (int64_t window : {1, 4, 9, 36, 37, 50}) {
     const torch::Tensor ref = reference_attention(in.q, in.k, in.v, window);
-    if (window < T) EXPECT_GT(max_abs(ref, full), 1e-3) << "window " << window;
+    if (window < T) {
+      EXPECT_GT(max_abs(ref, full), 1e-3) << "window " << window;
+    }
     const auto ref_grads = torch::autograd::grad({ref}, {in.q, in.k, in.v}, {upstream});
     for (int64_t rows : {1, 5, 16, 37, 0}) {
       SCOPED_TRACE(testing::Message() << "window " << window << ", block_rows " << rows);
@@ -150,35 +152,42 @@ TEST(CausalAttention, Bfloat16NearFloat64) {
 }
 
 // The row kernel (attention_rows.h) in float32 and bfloat16, where it runs its own vectorised exp and
-// reductions: values and gradients against the float64 reference at T = 100 (rows longer and shorter
-// than the 16 lanes), with and without a window, for head_dim 8 and 32, and equal to the blocked kernel
-// in float32. (The float64 tests above run it too: block_rows 0 at head_dim 8 picks it.)
+// reductions: values and gradients against the float64 reference at T = 1, 16 and 100 (one key, one
+// whole block of 16 keys, rows longer and shorter than a block and ending inside one), with and without
+// a window, for head_dim 8 and 32, and equal to the blocked kernel in float32. (The float64 tests above
+// run it too: block_rows 0 at head_dim 8 picks it.)
 TEST(CausalAttention, RowKernelInFloat32AndBfloat16MatchesFloat64) {
-  const int64_t T = 100;
-  for (int64_t hd : {8, 32}) {
-    for (int64_t window : {0, 21}) {
-      const Inputs ref_in = random_inputs(2, 6, 2, T, hd, torch::kFloat64);
-      const torch::Tensor upstream = torch::randn({2, T, 6 * hd}, torch::kFloat64);
-      const torch::Tensor ref = reference_attention(ref_in.q, ref_in.k, ref_in.v, window);
-      const auto ref_grads = torch::autograd::grad({ref}, {ref_in.q, ref_in.k, ref_in.v}, {upstream});
-      // Tolerances relative to the largest reference value: float32 rounding, and bfloat16's 8-bit
-      // mantissa (the inputs themselves are rounded to it).
-      for (auto [dtype, rel] : {std::pair{torch::kFloat32, 2e-6}, {torch::kBFloat16, 0.02}}) {
-        SCOPED_TRACE(testing::Message() << "head_dim " << hd << ", window " << window << ", " << dtype);
-        const double tol = rel * ref.abs().max().item<double>();
-        const Inputs in = random_inputs(2, 6, 2, T, hd, dtype);
-        const torch::Tensor out = causal_attention(in.q, in.k, in.v, 0, window, AttentionKernel::rows);
-        EXPECT_EQ(out.scalar_type(), dtype);
-        EXPECT_LT(max_abs(out, ref), tol);
-        const auto grads = torch::autograd::grad({out}, {in.q, in.k, in.v}, {upstream.to(dtype)});
-        for (size_t i = 0; i < grads.size(); ++i) {
-          EXPECT_EQ(grads[i].scalar_type(), dtype);
-          EXPECT_LT(max_abs(grads[i], ref_grads[i]), 4 * rel * ref_grads[i].abs().max().item<double>()) << "gradient " << i;
+  for (int64_t T : {1, 16, 100}) {
+    for (int64_t hd : {8, 32}) {
+      for (int64_t window : {0, 21}) {
+        const Inputs ref_in = random_inputs(2, 6, 2, T, hd, torch::kFloat64);
+        const torch::Tensor upstream = torch::randn({2, T, 6 * hd}, torch::kFloat64);
+        const torch::Tensor ref = reference_attention(ref_in.q, ref_in.k, ref_in.v, window);
+        const auto ref_grads = torch::autograd::grad({ref}, {ref_in.q, ref_in.k, ref_in.v}, {upstream});
+        // Tolerances relative to the largest reference value: float32 rounding, and bfloat16's 8-bit
+        // mantissa (the inputs themselves are rounded to it).
+        for (auto [dtype, rel] : {std::pair{torch::kFloat32, 2e-6}, {torch::kBFloat16, 0.02}}) {
+          SCOPED_TRACE(testing::Message() << "T " << T << ", head_dim " << hd << ", window " << window << ", "
+                                          << dtype);
+          const double tol = rel * ref.abs().max().item<double>();
+          const Inputs in = random_inputs(2, 6, 2, T, hd, dtype);
+          const torch::Tensor out = causal_attention(in.q, in.k, in.v, 0, window, AttentionKernel::rows);
+          EXPECT_EQ(out.scalar_type(), dtype);
+          EXPECT_LT(max_abs(out, ref), tol);
+          const auto grads = torch::autograd::grad({out}, {in.q, in.k, in.v}, {upstream.to(dtype)});
+          // Relative to the largest gradient entry of the three (at T = 1, dQ and dK are exactly zero).
+          double grad_scale = 0;
+          for (const torch::Tensor& g : ref_grads) grad_scale = std::max(grad_scale, g.abs().max().item<double>());
+          for (size_t i = 0; i < grads.size(); ++i) {
+            EXPECT_EQ(grads[i].scalar_type(), dtype);
+            EXPECT_LT(max_abs(grads[i], ref_grads[i]), 4 * rel * grad_scale) << "gradient " << i;
+          }
+          // The blocked kernel agrees in float32 (in bfloat16 it rounds P to bfloat16 for its GEMMs, the
+          // row kernel keeps it in float32).
+          if (dtype == torch::kFloat32) {
+            EXPECT_LT(max_abs(out, causal_attention(in.q, in.k, in.v, 0, window, AttentionKernel::blocks)), tol);
+          }
         }
-        // The blocked kernel agrees in float32 (in bfloat16 it rounds P to bfloat16 for its GEMMs, the row
-        // kernel keeps it in float32).
-        if (dtype == torch::kFloat32)
-          EXPECT_LT(max_abs(out, causal_attention(in.q, in.k, in.v, 0, window, AttentionKernel::blocks)), tol);
       }
     }
   }

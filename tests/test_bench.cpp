@@ -96,4 +96,35 @@ TEST(Bench, BaselineMatchesLossesOnTinyRandomLlama) {
   EXPECT_GT(m["speedup"].get<double>(), 0);
 }
 
+
+// spin-attention-bench: one JSON line per shape and kernel, with consistent times and FLOP rate; a
+// malformed shape is a one-line error.
+TEST(Bench, AttentionBenchTimesBothKernels) {
+  const auto dir = t::scratch("bench_attention");
+  const std::string cmd = t::bin("spin-attention-bench").string() + " --shapes 2x4x2x40x8,stories260K --reps 1 --threads 2";
+  ASSERT_EQ(t::run(cmd + " >" + (dir / "out.jsonl").string() + " 2>" + (dir / "err.txt").string()), 0)
+      << t::read_text(dir / "err.txt");
+  std::ifstream in(dir / "out.jsonl");
+  std::vector<json> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line));
+  ASSERT_EQ(lines.size(), 4u);
+  const char* kernels[] = {"rows", "blocks"};
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const json& l = lines[i];
+    EXPECT_EQ(l["kernel"], kernels[i % 2]);
+    EXPECT_EQ(l["shape"], i < 2 ? "2x4x2x40x8" : "stories260K");
+    EXPECT_GT(l["forward_ms"].get<double>(), 0);
+    EXPECT_GT(l["backward_ms"].get<double>(), 0);
+    EXPECT_NEAR(l["total_ms"].get<double>(), l["forward_ms"].get<double>() + l["backward_ms"].get<double>(), 1e-9);
+    const double T = l["T"], macs = double(l["B"]) * double(l["heads"]) * T * (T + 1) / 2 * double(l["head_dim"]);
+    EXPECT_NEAR(l["gflops"].get<double>(), 14 * macs / 1e9 / (l["total_ms"].get<double>() / 1e3),
+                1e-9 * l["gflops"].get<double>());
+  }
+  EXPECT_EQ(lines[2]["head_dim"], 8);
+  t::expect_one_line_errors({{t::bin("spin-attention-bench").string() + " --shapes 2x4x3x40x8",
+                              "heads a multiple of kv_heads"},
+                             {t::bin("spin-attention-bench").string() + " --shapes 2x4", "is not BxHEADSxKV_HEADSxTxHEAD_DIM"}},
+                            dir);
+}
+
 }  // namespace

@@ -146,7 +146,7 @@ TEST(Spintrain, SigkillDuringExportKeepsACompleteOutput) {
   const std::string run = test::bin("spintrain").string() + " --model " + model.string() + " --calib " +
                           test::asset("data/stories260K-calib.h5").string() +
                           " --nsamples 8 --seq-len 32 --batch-size 2 --threads 2 --quiet --wbits 4 --steps 2 "
-                          "--save-every 2 --out ";
+                          "--save-every 2 --skip-baselines --clip-search false --out ";
   ASSERT_EQ(test::run(run + (dir / "ref").string(), dir / "ref.txt"), 0);
   const fs::path out = dir / "out", prev = dir / "prev";
   ASSERT_EQ(test::run(run + out.string() + " --seed 7", dir / "prev.txt"), 0);

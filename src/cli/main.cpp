@@ -3,6 +3,8 @@
 #include <iostream>
 #include <thread>
 
+#include "src/base/runtime_env.h"
+
 namespace spin::cli {
 
 int guarded_main(const std::function<int()>& body) {
@@ -18,6 +20,7 @@ int guarded_main(const std::function<int()>& body) {
 }
 
 int tool_main(int argc, char** argv, const Program& program, const std::function<int(const Values&)>& body) {
+  prefer_fast_runtime(argv);
   return guarded_main([&] {
     const Values values = parse(program, argc, argv);
     for (const Option& o : program.options)

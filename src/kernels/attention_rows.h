@@ -1,9 +1,12 @@
 // Causal attention one query row at a time, fused: for each row the scores against its keys, the
 // softmax and P·V are computed in one pass over those keys, in a buffer of T floats that stays in
 // the core's cache, so nothing of size T² is ever written to memory (FlashAttention's idea, Dao et
-// al. 2022, with a block of one query row). The backward recomputes each row's probabilities from the
-// saved log-sum-exp. Plain loops over the keys (vectorised by the compiler, with one clone per
-// instruction set on x86), parallel over rows in the forward and over K/V heads in the backward.
+// al. 2022, with a block of one query row). Keys go 16 at a time: a block's scores (Σ over head_dim of
+// q·Kᵀ) and its share of P·V are accumulated in vector registers from key-major K and V, padded so
+// that no block needs a scalar tail. The backward recomputes each block's probabilities from the saved
+// log-sum-exp and forms dS, dQ, dK and dV in the same pass. Plain loops the compiler vectorises, one
+// clone per instruction set on x86; parallel over rows in the forward and over K/V heads in the
+// backward.
 //
 // This is the CPU kernel for small head_dim, where the score GEMMs of the blocked kernel
 // (attention.cpp) are cheap and the passes of the softmax over T×T scores are what costs

@@ -37,7 +37,7 @@ struct GptqSource {
   ModelWeights weights;
   nlohmann::json config_json;
   nlohmann::json notes = nlohmann::json::object();  // recorded with the quantization settings
-  std::function<void(const std::filesystem::path& tmp_dir)> extra_files;  // e.g. a rotated source's rotations
+  std::function<void(const std::filesystem::path& tmp_dir)> extra_files = {};  // e.g. a rotated source's rotations
 };
 
 // GPTQ of `source` on calibration ids [rows, T] (int64), written to `out` atomically after
