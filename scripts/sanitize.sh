@@ -18,7 +18,7 @@ for src in "$root"/tests/test_safetensors.cpp "$root"/tests/test_data_*.cpp "$ro
   name=$(basename "$src" .cpp)
   [[ -f $src && $name != test_optim_bench ]] && tests+=("$name")
 done
-tools=(spin-eval spin-calib)  # run by test_reliability_corpus and test_data_spin_calib
+tools=(spin-eval spin-calib spin-runtime-env)  # the first two run by test_reliability_corpus and test_data_spin_calib
 
 # -O1 with line tables only (-g1): readable reports at a fraction of RelWithDebInfo's build time. A
 # unity build (each library's sources compiled as one translation unit) parses LibTorch's headers and
@@ -38,6 +38,9 @@ built=$(date +%s)
 # ASan's default would abort there instead.
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=0:strict_string_checks=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# The runtime settings every test process and tool would otherwise restart itself to apply
+# (src/base/runtime_env.h), set once for all of them.
+eval "$("$build/bin/spin-runtime-env")"
 
 # ctest names tests Suite.Case; select the suites of the chosen binaries (the "Suite." lines of
 # --gtest_list_tests; gtest_main's banner line is not one). A selection that matches nothing fails.

@@ -16,6 +16,9 @@ if [[ ! -f $costs ]]; then
   mkdir -p "$(dirname "$costs")"
   cp tests/ctest_costs.txt "$costs"
 fi
+# The runtime settings every test process and tool would otherwise restart itself to apply
+# (src/base/runtime_env.h), set once for all of them.
+eval "$(build/bin/spin-runtime-env)"
 status=0
 (cd build && ctest --output-on-failure -j2 --timeout 600) || status=$?
 tested=$(date +%s)

@@ -63,4 +63,28 @@ TEST(RuntimeEnv, ToolsSetWhatIsUnsetAndKeepTheUsersValues) {
   EXPECT_EQ(count["gomp_spincount"], "123");
 }
 
+
+// spin-runtime-env prints what a program would set, as export lines a shell can eval, and nothing
+// once everything is set.
+TEST(RuntimeEnv, PrintsTheMissingSettingsAsExports) {
+  const auto dir = t::scratch("runtime_env_print");
+  const std::string tool = t::bin("spin-runtime-env").string();
+  ASSERT_EQ(t::run("env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u OPENBLAS_CORETYPE " + tool, dir / "fresh.txt"), 0);
+  const std::string fresh = t::read_text(dir / "fresh.txt");
+  EXPECT_NE(fresh.find(std::string("export GOMP_SPINCOUNT=") + spin::kSpinCount + "\n"), std::string::npos) << fresh;
+  if (const auto at = fresh.find("export OPENBLAS_CORETYPE="); at != std::string::npos) {
+    // Only where OpenBLAS fell back by itself, and then to the CPU's own choice.
+    EXPECT_EQ(fresh.substr(at, fresh.find('\n', at) - at),
+              "export OPENBLAS_CORETYPE=" + spin::openblas_core_to_request("Prescott"));
+  }
+  ASSERT_EQ(t::run("env OMP_WAIT_POLICY=PASSIVE OPENBLAS_CORETYPE=Haswell " + tool, dir / "set.txt"), 0);
+  EXPECT_EQ(t::read_text(dir / "set.txt"), "");
+  // The output applied by a shell: a program started after it sees both values.
+  ASSERT_EQ(t::run("env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT bash -c 'eval \"$(" + tool +
+                       ")\"; echo \"$GOMP_SPINCOUNT\"'",
+                   dir / "eval.txt"),
+            0);
+  EXPECT_EQ(t::read_text(dir / "eval.txt"), std::string(spin::kSpinCount) + "\n");
+}
+
 }  // namespace

@@ -9,7 +9,8 @@
 //     every parallel region by default and take the cores from the OpenBLAS threads of the GEMM that
 //     follows; sleeping at once (OMP_WAIT_POLICY=PASSIVE) makes every short region pay a wake-up.
 //     kSpinCount iterations measured fastest for whole spintrain runs (both extremes 10-80% slower).
-// A program sets what is unset and restarts itself (prefer_fast_runtime, first thing in main).
+// A program sets what is unset and restarts itself (prefer_fast_runtime, first thing in main);
+// scripts that start many programs set them once beforehand (`eval "$(spin-runtime-env)"`).
 // Header only: the tools, the benchmarks and every test binary call it, whatever libraries they link.
 #pragma once
 
@@ -18,6 +19,8 @@
 
 #include <cstdlib>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace spin {
 
@@ -48,24 +51,28 @@ inline std::string openblas_core_to_request(const std::string& core) {
   return "";
 }
 
-// Where OPENBLAS_CORETYPE is unset and OpenBLAS fell back to kernels older than the CPU, sets it to
-// openblas_core_to_request(); where neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set, sets
-// GOMP_SPINCOUNT to kSpinCount. If either was set, replaces this process by a fresh run of the same
-// program with the same arguments (execv of /proc/self/exe, so nothing before this call has effects);
-// if that fails, the process goes on as it was. A user's own values are kept. The variables are
-// inherited, so neither the restarted process nor the processes it starts restart again.
-inline void prefer_fast_runtime(char** argv) {
-  bool changed = false;
+// The variables prefer_fast_runtime sets, as {name, value}: OPENBLAS_CORETYPE =
+// openblas_core_to_request() where it is unset and OpenBLAS fell back to kernels older than the CPU;
+// GOMP_SPINCOUNT = kSpinCount where neither it nor OMP_WAIT_POLICY is set. Empty when nothing is
+// missing (a user's own values are kept).
+inline std::vector<std::pair<std::string, std::string>> runtime_settings_to_add() {
+  std::vector<std::pair<std::string, std::string>> add;
   if (!std::getenv("OPENBLAS_CORETYPE"))
-    if (const std::string core = openblas_core_to_request(openblas_core()); !core.empty()) {
-      setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
-      changed = true;
-    }
-  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT")) {
-    setenv("GOMP_SPINCOUNT", kSpinCount, 1);
-    changed = true;
-  }
-  if (changed) execv("/proc/self/exe", argv);
+    if (const std::string core = openblas_core_to_request(openblas_core()); !core.empty())
+      add.emplace_back("OPENBLAS_CORETYPE", core);
+  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT")) add.emplace_back("GOMP_SPINCOUNT", kSpinCount);
+  return add;
+}
+
+// Sets runtime_settings_to_add() and, if there were any, replaces this process by a fresh run of the
+// same program with the same arguments (execv of /proc/self/exe, so nothing before this call has
+// effects); if that fails, the process goes on as it was. The variables are inherited, so neither the
+// restarted process nor the processes it starts restart again.
+inline void prefer_fast_runtime(char** argv) {
+  const auto add = runtime_settings_to_add();
+  if (add.empty()) return;
+  for (const auto& [name, value] : add) setenv(name.c_str(), value.c_str(), 1);
+  execv("/proc/self/exe", argv);
 }
 
 }  // namespace spin
