@@ -2,7 +2,7 @@
 // blocked kernel, at the attention shapes of the models spintrain trains. Random inputs, best of
 // --reps after one warm-up call; one JSON line per shape and kernel on stdout:
 //   {"shape": "stories260K", "B": 8, "heads": 8, "kv_heads": 4, "T": 512, "head_dim": 8, "dtype": "f32",
-//    "kernel": "rows", "forward_ms": ..., "backward_ms": ..., "total_ms": ..., "gflops": ...}
+//    "device": "cpu", "kernel": "rows", "forward_ms": ..., "backward_ms": ..., "total_ms": ..., "gflops": ...}
 // GFLOP counts the four products of the causal half (QKᵀ and P·V forward; dP, dQ, dK, dV and the
 // recomputed QKᵀ backward) at 2 flops per multiply-add.
 //
@@ -43,19 +43,24 @@ Shape parse_shape(const std::string& text) {
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-nlohmann::json time_kernel(const Shape& s, AttentionKernel kernel, torch::ScalarType dtype, int reps) {
-  auto opts = torch::TensorOptions().dtype(dtype);
+nlohmann::json time_kernel(const Shape& s, AttentionKernel kernel, const cli::RunFlags& run, int reps) {
+  auto opts = torch::TensorOptions().dtype(run.dtype).device(run.device);
   const torch::Tensor q = torch::randn({s.B, s.heads, s.T, s.head_dim}, opts).requires_grad_();
   const torch::Tensor k = torch::randn({s.B, s.kv_heads, s.T, s.head_dim}, opts).requires_grad_();
   const torch::Tensor v = torch::randn({s.B, s.kv_heads, s.T, s.head_dim}, opts).requires_grad_();
   const torch::Tensor dout = torch::randn({s.B, s.T, s.heads * s.head_dim}, opts);
+  auto sync = [&] {
+    if (run.device.is_cuda()) torch::cuda::synchronize();
+  };
   double best_fwd = 1e30, best_bwd = 1e30;
   for (int r = 0; r <= reps; ++r) {
     const auto t0 = Clock::now();
     const torch::Tensor out = causal_attention(q, k, v, 0, 0, kernel);
+    sync();
     const double fwd = ms_since(t0);
     const auto t1 = Clock::now();
     out.backward(dout);
+    sync();
     const double bwd = ms_since(t1);
     if (r == 0) continue;  // warm-up
     best_fwd = std::min(best_fwd, fwd);
@@ -65,7 +70,7 @@ nlohmann::json time_kernel(const Shape& s, AttentionKernel kernel, torch::Scalar
   const double macs = double(s.B) * s.heads * (s.T * (s.T + 1) / 2.0) * s.head_dim;
   const double gflop = 2 * macs * (2 + 5) / 1e9;
   return {{"shape", s.name}, {"B", s.B}, {"heads", s.heads}, {"kv_heads", s.kv_heads}, {"T", s.T},
-          {"head_dim", s.head_dim}, {"dtype", dtype == torch::kFloat32 ? "f32" : "bf16"},
+          {"head_dim", s.head_dim}, {"device", run.device.str()},
           {"kernel", kernel == AttentionKernel::rows ? "rows" : "blocks"}, {"forward_ms", best_fwd},
           {"backward_ms", best_bwd}, {"total_ms", best_fwd + best_bwd},
           {"gflops", gflop / ((best_fwd + best_bwd) / 1e3)}};
@@ -81,27 +86,28 @@ int main(int argc, char** argv) {
       std::vector<cli::Option>{
           {"shapes", Type::text, "stories260K,tinystories656k,8x8x4x512x32,4x8x4x512x64", "",
            "comma list of BxHEADSxKV_HEADSxTxHEAD_DIM or stories260K / tinystories656k"},
-          {"kernels", Type::text, "rows,blocks", "", "comma list: rows, blocks"},
-          {"dtype", Type::text, "f32", "", "f32 or bf16"},
+          {"kernels", Type::text, "rows,blocks", "", "comma list: rows (CPU only), blocks"},
           {"reps", Type::integer, "3", "", "timed repetitions (the best counts), after one warm-up"},
-          {"threads", Type::integer, "0", "", "CPU threads (0: all cores)"},
-      }};
+      } + cli::with_defaults(cli::run_options(), {{"device", "cpu"}})};
   return cli::tool_main(argc, argv, program, [](const cli::Values& a) {
-    const torch::ScalarType dtype = cli::parse_dtype(a.text("dtype"));
-    SPIN_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16, "--dtype: expected f32 or bf16");
-    cli::check_dtype_on_device(dtype, torch::Device(torch::kCPU));
+    const cli::RunFlags run = cli::run_flags(a);
     const int reps = int(a.integer("reps"));
     SPIN_CHECK(reps >= 1, "--reps: expected >= 1, got ", reps);
     std::vector<AttentionKernel> kernels;
     std::stringstream kin(a.text("kernels"));
     for (std::string name; std::getline(kin, name, ',');) {
       SPIN_CHECK(name == "rows" || name == "blocks", "--kernels: unknown kernel '", name, "' (expected rows or blocks)");
+      SPIN_CHECK(name == "blocks" || run.device.is_cpu(), "--kernels rows: the row kernel runs on CPU only (--device cpu)");
       kernels.push_back(name == "rows" ? AttentionKernel::rows : AttentionKernel::blocks);
     }
     std::stringstream sin(a.text("shapes"));
     for (std::string text; std::getline(sin, text, ',');) {
       const Shape s = parse_shape(text);
-      for (AttentionKernel kernel : kernels) std::cout << time_kernel(s, kernel, dtype, reps).dump() << std::endl;
+      for (AttentionKernel kernel : kernels) {
+        nlohmann::json line = time_kernel(s, kernel, run, reps);
+        line["dtype"] = a.text("dtype");
+        std::cout << line.dump() << std::endl;
+      }
     }
     return 0;
   });

@@ -452,10 +452,10 @@ int main(int argc, char** argv) {
     const uint64_t seed = uint64_t(a.integer("seed"));
     const int64_t runtime_rss = rss_bytes();  // libraries and runtime, before any model is built
 
+    auto env = [](const char* name) { return std::string(std::getenv(name) ? std::getenv(name) : ""); };
     json result = {{"threads", at::get_num_threads()}, {"device", s.device.str()}, {"torch", TORCH_VERSION},
-                   {"openblas_core", openblas_core()},
-                   {"omp_wait_policy", std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : ""},
-                   {"gomp_spincount", std::getenv("GOMP_SPINCOUNT") ? std::getenv("GOMP_SPINCOUNT") : ""},
+                   {"openblas_core", openblas_core()}, {"omp_wait_policy", env("OMP_WAIT_POLICY")},
+                   {"gomp_spincount", env("GOMP_SPINCOUNT")},
                    {"wbits", s.weight.bits}, {"quant", quant.describe()}, {"r3", s.student.r3}, {"r4", s.student.r4},
                    {"steps", s.steps}, {"runtime_rss_bytes", runtime_rss}};
     json peak = json::object();

@@ -113,6 +113,8 @@ TEST(Bench, AttentionBenchTimesBothKernels) {
     const json& l = lines[i];
     EXPECT_EQ(l["kernel"], kernels[i % 2]);
     EXPECT_EQ(l["shape"], i < 2 ? "2x4x2x40x8" : "stories260K");
+    EXPECT_EQ(l["dtype"], "f32");
+    EXPECT_EQ(l["device"], "cpu");
     EXPECT_GT(l["forward_ms"].get<double>(), 0);
     EXPECT_GT(l["backward_ms"].get<double>(), 0);
     EXPECT_NEAR(l["total_ms"].get<double>(), l["forward_ms"].get<double>() + l["backward_ms"].get<double>(), 1e-9);

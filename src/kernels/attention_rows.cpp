@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <vector>
 
 namespace spin {
@@ -14,9 +13,10 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// The loops below are written so that the compiler vectorises them (no reassociation needed: the
-// reductions keep kLanes independent partial results). On x86 each entry point is compiled for AVX-512,
-// AVX2 and the baseline, and the loader picks the best the CPU has.
+// Work on a block of keys is written with GCC vectors (Block below); the few plain loops (sum, max)
+// keep kLanes independent partial results, so the compiler vectorises them without reassociating. On
+// x86 each entry point is compiled for AVX-512, AVX2 and the baseline, and the loader picks the best
+// the CPU has.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define SPIN_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -52,29 +52,6 @@ SPIN_INLINE S max_of(const S* __restrict a, int64_t n) {
   return m;
 }
 
-// e^x for x <= 0 in float32 (Cephes expf: x = n·ln2 + r, |r| <= ln2 / 2, a degree-6 polynomial for
-// e^r, times 2^n built in the exponent bits; within 2 ulp). Below −87 the result would leave float's
-// normal range: clamped there (e^−87 ≈ 1.6e−38, nothing next to a softmax's largest term 1); above 0
-// (keys past a row's last one, whose terms are then discarded) clamped to 0.
-SPIN_INLINE float exp_nonpositive(float x) {
-  x = x < -87.0f ? -87.0f : x > 0.0f ? 0.0f : x;
-  const int32_t n = int32_t(x * 1.44269504088896341f - 0.5f);  // round(x / ln2) for x <= 0
-  const float nf = float(n);
-  const float r = x - nf * 0.693359375f + nf * 2.12194440e-4f;  // ln2 in two parts
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.0f;
-  const int32_t bits = (n + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return y * scale;
-}
-SPIN_INLINE double exp_nonpositive(double x) { return std::exp(x); }
-
 // A block of kLanes values as one GCC vector (one register, or a few on narrower instruction sets),
 // so that every loop over a block is vector code whatever the compiler's loop vectoriser decides.
 // Loads and stores go through memcpy: no alignment needed.
@@ -106,15 +83,18 @@ SPIN_INLINE auto lane_sum(const V& v) {
   return total;
 }
 
-// x = exp_nonpositive(x) in every lane: the float32 formula above in vector operations.
+// x = e^x in every lane, for x <= 0, in float32 (Cephes expf: x = n·ln2 + r, |r| <= ln2 / 2, a
+// degree-6 polynomial for e^r, times 2^n built in the exponent bits; within 2 ulp). Below −87 the
+// result would leave float's normal range: clamped there (e^−87 ≈ 1.6e−38, nothing next to a softmax's
+// largest term 1); above 0 (keys past a row's last one, whose terms are then discarded) clamped to 0.
 SPIN_INLINE void exp_in_place(Block<float>& x) {
   typedef int32_t Ints __attribute__((vector_size(kLanes * sizeof(int32_t))));
   const Block<float> zero = {}, lowest = zero - 87.0f;
   x = x < lowest ? lowest : x;
   x = x > zero ? zero : x;
-  const Ints n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, Ints);
+  const Ints n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, Ints);  // round(x / ln2), x <= 0
   const Block<float> nf = __builtin_convertvector(n, Block<float>);
-  const Block<float> r = x - nf * 0.693359375f + nf * 2.12194440e-4f;
+  const Block<float> r = x - nf * 0.693359375f + nf * 2.12194440e-4f;  // ln2 in two parts
   Block<float> p = zero + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
